@@ -1,0 +1,120 @@
+"""Find, verify (SHA-256 against the model card) and load the trained networks in ``models/``.
+
+Each network is two files in ``models/<folder>/``: ``<name>.pt`` (a ``state_dict``) and
+``<name>.json``, its model card: architecture, data, seed, the command that trained it, its
+metrics and the SHA-256 of the ``.pt`` file. Loading refuses a file whose hash differs from the
+card and reads weights with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from pplevelset.errors import CheckpointError
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def models_dir() -> Path:
+    """``$PPLEVELSET_MODELS``, else the copy shipped in the wheel, else the source tree's ``models/``."""
+    if os.environ.get("PPLEVELSET_MODELS"):
+        return Path(os.environ["PPLEVELSET_MODELS"])
+    shipped = _PACKAGE / "_models"
+    return shipped if shipped.is_dir() else _PACKAGE.parent / "models"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(state_dict: dict, folder: str, name: str, card: dict,
+                    root: Path | None = None) -> Path:
+    """Write ``<name>.pt`` and its model card (with the SHA-256 filled in); returns the card path."""
+    base = Path(root) if root is not None else models_dir()
+    weights = base / folder / f"{name}.pt"
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, buffer)
+    _atomic_write(weights, buffer.getvalue())
+    card = dict(card, file=weights.name, sha256=sha256_file(weights),
+                torch_version=torch.__version__.split("+")[0])
+    card_path = base / folder / f"{name}.json"
+    _atomic_write(card_path, (json.dumps(card, indent=2) + "\n").encode())
+    return card_path
+
+
+def read_card(folder: str, name: str) -> dict:
+    path = models_dir() / folder / f"{name}.json"
+    if not path.is_file():
+        raise CheckpointError(f"no model card {path}; train it with `pplevelset train {folder}`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"model card {path} is not valid JSON ({exc})") from None
+
+
+def verify(folder: str, name: str) -> dict:
+    """Return the model card if ``<name>.pt`` exists and matches its SHA-256, else raise."""
+    card = read_card(folder, name)
+    weights = models_dir() / folder / card.get("file", f"{name}.pt")
+    if not weights.is_file():
+        raise CheckpointError(f"checkpoint {weights} is missing; train it with `pplevelset train {folder}`")
+    actual = sha256_file(weights)
+    if actual != card.get("sha256"):
+        raise CheckpointError(f"checkpoint {weights} is corrupted or replaced: SHA-256 {actual[:12]}... "
+                              f"does not match its model card ({str(card.get('sha256'))[:12]}...)")
+    return card
+
+
+def load_state_dict(folder: str, name: str) -> tuple[dict, dict]:
+    """Verified ``(state_dict, model_card)``; every failure is a one-line :class:`CheckpointError`."""
+    card = verify(folder, name)
+    weights = models_dir() / folder / card.get("file", f"{name}.pt")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated zip, a pickle with code in it, ...
+        raise CheckpointError(f"checkpoint {weights} cannot be read safely: {type(exc).__name__}") from None
+    return state, card
+
+
+def load_module(module: torch.nn.Module, folder: str, name: str) -> tuple[torch.nn.Module, dict]:
+    """Load verified weights into ``module`` (eval mode, no grad on parameters)."""
+    state, card = load_state_dict(folder, name)
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {folder}/{name} does not fit {type(module).__name__}: {first}") from None
+    module.eval().requires_grad_(False)
+    return module, card
+
+
+def is_available(folder: str, name: str) -> bool:
+    try:
+        verify(folder, name)
+    except CheckpointError:
+        return False
+    return True

@@ -1,0 +1,54 @@
+"""The registry of worlds: ``register`` a factory under a name, ``load_world`` it by name.
+
+Built-in worlds are imported only when first loaded, so ``toy`` needs no checkpoints.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+from pplevelset.errors import UserInputError
+from pplevelset.world import World
+
+_BUILTIN = {
+    "toy": "pplevelset.worlds.toy:ToyWorld",
+    "houses": "pplevelset.worlds.houses:HousesWorld",
+    "houses-circles": "pplevelset.worlds.houses:HousesCirclesWorld",
+    "mnist-vae": "pplevelset.worlds.mnist:MnistVAEWorld",
+    "mnist-gan": "pplevelset.worlds.mnist:MnistGANWorld",
+}
+_REGISTRY: dict[str, Callable[[], World]] = {}
+
+
+def register(name: str, factory: Callable[[], World], overwrite: bool = False) -> None:
+    """Make ``load_world(name)`` (and the CLI) build a world with ``factory()``."""
+    if not overwrite and (name in _REGISTRY or name in _BUILTIN):
+        raise UserInputError(f"a world named {name!r} is already registered (pass overwrite=True)")
+    _REGISTRY[name] = factory
+
+
+def names() -> list[str]:
+    """Every registered world name, built-ins first."""
+    return list(_BUILTIN) + [name for name in _REGISTRY if name not in _BUILTIN]
+
+
+def world_class(name: str) -> Callable[[], World]:
+    """The factory behind ``name`` (a World subclass for built-ins), without building the world."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in _BUILTIN:
+        module, attr = _BUILTIN[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+    raise UserInputError(f"unknown world {name!r}; known worlds: {', '.join(names())}")
+
+
+def load_world(world: str | World, device: str | None = None) -> World:
+    """A world by registered name (or a World instance, passed through), on ``device`` if given."""
+    if isinstance(world, World):
+        instance = world
+    else:
+        instance = world_class(world)()
+    if device is not None:
+        instance.to(device)
+    return instance
