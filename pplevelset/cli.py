@@ -1,0 +1,208 @@
+"""The ``pplevelset`` command: worlds, sample, diagnose, train, reproduce.
+
+Exit status 0 on success, 2 on bad input (one line on stderr), 1 on an internal error (one line;
+set ``PPLEVELSET_DEBUG=1`` for the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import time
+from pathlib import Path
+
+from pplevelset.errors import UserInputError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line, with exit status 2."""
+
+    def error(self, message):
+        raise UserInputError(f"{message} (see {self.prog} --help)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pplevelset", description="Sample prediction level sets of classifiers.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("worlds", help="list the worlds: latent dim, classes, differentiable, checkpoint ok")
+
+    sample = sub.add_parser("sample", help="sample a level set and write a run directory")
+    sample.add_argument("world")
+    sample.add_argument("--target", required=True, help="ambiguous | name=p,... | p1,p2,...")
+    sample.add_argument("--alpha", type=float, default=10.0, help="Dirichlet concentration (default 10)")
+    sample.add_argument("--particles", type=_positive_int, default=1000, help="N chains (default 1000)")
+    sample.add_argument("--warmup", type=_positive_int, default=500, help="adaptation steps (default 500)")
+    sample.add_argument("--steps", type=_positive_int, default=500, help="recorded steps T (default 500)")
+    sample.add_argument("--thin", type=_positive_int, default=1, help="keep every k-th step in the traces")
+    sample.add_argument("--kernel", default="rwmh", help="rwmh (default) or nuts")
+    sample.add_argument("--keep", type=_positive_int, default=64, help="n states resampled at the end (default 64)")
+    sample.add_argument("--seed", type=_positive_int, default=0)
+    sample.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    sample.add_argument("--out", type=Path, help="run directory (default runs/<world>-<target>-<time>)")
+    sample.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    sample.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    diagnose = sub.add_parser("diagnose", help="ArviZ summary, burn-in verdict and plots of a run")
+    diagnose.add_argument("run_dir", type=Path)
+
+    from pplevelset.nets import TRAINERS
+
+    train = sub.add_parser("train", help="train a network and write it with its model card to models/")
+    train.add_argument("name", help=" | ".join(TRAINERS))
+    train.add_argument("--data-root", type=Path, help="folder of MNIST IDX files (default: bundled digits)")
+    train.add_argument("--download", action="store_true", help="download MNIST with torchvision (online)")
+    train.add_argument("--epochs", type=_positive_int)
+    train.add_argument("--seed", type=_positive_int, default=0)
+    train.add_argument("--device", default="cpu")
+    train.add_argument("--out", type=Path, help="models folder to write into (default: the package's models/)")
+
+    from pplevelset.reproduce import EXPERIMENTS
+
+    reproduce = sub.add_parser("reproduce", help="rerun the paper's experiments and write a report")
+    reproduce.add_argument("experiment", help=" | ".join([*EXPERIMENTS, "all"]))
+    reproduce.add_argument("--quick", action="store_true", help="reduced sizes, a few minutes")
+    reproduce.add_argument("--out", type=Path, help="report folder (default runs/reproduce-<experiment>)")
+    reproduce.add_argument("--overwrite", action="store_true")
+    reproduce.add_argument("--device", default="cpu")
+    return parser
+
+
+def cmd_worlds(args) -> None:
+    from pplevelset.checkpoints import is_available
+    from pplevelset.worlds import names, world_class
+
+    rows = [("world", "latent dim", "classes", "differentiable", "checkpoints")]
+    for name in names():
+        try:
+            cls = world_class(name)
+            if not isinstance(cls, type):
+                cls = cls()
+            checkpoints = getattr(cls, "required_checkpoints", ())
+            ok = all(is_available(folder, ck) for folder, ck in checkpoints)
+            classes = ", ".join(map(str, cls.classes))
+            rows.append((name, str(cls.latent_dim), classes if len(classes) < 40 else classes[:37] + "...",
+                         "yes" if cls.differentiable else "no",
+                         ("ok" if ok else "MISSING") if checkpoints else "none needed"))
+        except ImportError as exc:
+            rows.append((name, "-", "-", "-", f"unavailable ({exc.name})"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def cmd_sample(args) -> None:
+    from pplevelset.infer.run import resolve_device, sample, validate
+    from pplevelset.rundir import check_writable, save_run
+    from pplevelset.targets import parse_target, target_label
+    from pplevelset.worlds import load_world
+
+    validate(args.alpha, args.particles, args.warmup, args.steps, args.thin, args.kernel)
+    device = resolve_device(args.device)
+    world = load_world(args.world, device=device)
+    parse_target(args.target, world.classes)
+    if args.kernel == "nuts":
+        from pplevelset.infer.nuts import check_differentiable
+
+        check_differentiable(world)
+    out = args.out or Path("runs") / f"{world.name}-{target_label(args.target)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_writable(out, args.overwrite)
+
+    posterior = sample(world, args.target, alpha=args.alpha, num_particles=args.particles, warmup=args.warmup,
+                       steps=args.steps, kernel=args.kernel, seed=args.seed, device=device, thin=args.thin,
+                       progress=not args.quiet)
+    summary = save_run(posterior, out, keep=args.keep, seed=args.seed, overwrite=args.overwrite)
+    print(format_summary(summary))
+    print(f"wrote {out}/: summary.json posterior.nc samples.png trace.png")
+
+
+def format_summary(s: dict) -> str:
+    """The few lines of ``summary.json`` a person reads first."""
+    target = ", ".join(f"{c} {p:.3g}" for c, p in zip(s["classes"], s["target"]))
+    mean = ", ".join(f"{c} {p:.3f}" for c, p in s["mean_prediction"].items())
+    conf = s["confidence"]
+    lines = [
+        f"{s['world']}: target {s['target_spec']} ({target}), alpha {s['alpha']:g}, {s['kernel']}, "
+        f"{s['num_particles']} particles, {s['warmup']} warm-up + {s['steps']} steps, {s['elapsed_s']:.1f} s",
+        f"Delta {s['delta']:.4f} over {s['keep']} resampled states; mean prediction {mean}",
+        f"confidence in the target's top class: mean {conf['mean']:.3f}, min {conf['min']:.3f}, max {conf['max']:.3f}",
+        f"hits (total variation < 0.1): {s['hits_tv_0.1']} of {s['num_particles']} particles; "
+        f"distinct among kept: {s['distinct_samples']}",
+    ]
+    if "acceptance_rate" in s:
+        rhat = "n/a" if s.get("rhat_max") is None else f"{s['rhat_max']:.3f}"
+        ess = "n/a" if s.get("ess_bulk_min") is None else f"{s['ess_bulk_min']:.0f}"
+        lines.append(f"acceptance {s['acceptance_rate']:.3f}, R-hat max {rhat}, ESS bulk min {ess}")
+        lines.append(s["burn_in"])
+    return "\n".join(lines)
+
+
+def cmd_diagnose(args) -> None:
+    from pplevelset.diagnostics import diagnose_run
+
+    print(diagnose_run(args.run_dir))
+
+
+def cmd_train(args) -> None:
+    from pplevelset.infer.run import resolve_device
+    from pplevelset.nets import TRAINERS
+
+    if args.name not in TRAINERS:
+        raise UserInputError(f"nothing to train named {args.name!r}; choose one of {', '.join(TRAINERS)}")
+    if args.data_root is not None and not args.data_root.is_dir():
+        raise UserInputError(f"--data-root {args.data_root} is not a folder")
+    device = resolve_device(args.device)
+    module, function = TRAINERS[args.name].split(":")
+    trainer = getattr(importlib.import_module(module), function)
+    metrics = trainer(seed=args.seed, epochs=args.epochs, data_root=args.data_root, download=args.download,
+                      out=args.out, device=str(device), progress=True)
+    print(f"trained {args.name}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                             for k, v in metrics.items()))
+
+
+def cmd_reproduce(args) -> None:
+    from pplevelset.infer.run import resolve_device
+    from pplevelset.reproduce import run_experiments
+
+    resolve_device(args.device)
+    run_experiments(args.experiment, quick=args.quick, out=args.out, overwrite=args.overwrite, device=args.device)
+
+
+COMMANDS = {"worlds": cmd_worlds, "sample": cmd_sample, "diagnose": cmd_diagnose, "train": cmd_train,
+            "reproduce": cmd_reproduce}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    try:
+        args = build_parser().parse_args(argv)
+        COMMANDS[args.command](args)
+    except UserInputError as exc:
+        print(f"pplevelset: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pplevelset: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so in one line, keep the traceback for those who ask
+        if os.environ.get("PPLEVELSET_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"pplevelset: internal error: {type(exc).__name__}: {first} "
+              "(set PPLEVELSET_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""The level-set Pyro program and its per-particle log density.
+
+``level_set_model`` is the paper's Eq. (1)-(4) written as a plain Pyro model over a plate of
+particles. :class:`ParticleDensity` scores every particle of any such model in one batched
+forward pass, in unconstrained coordinates, splitting the log density into prior (with the
+Jacobian of ``biject_to(support)``) and likelihood, as the samplers need.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+from torch.distributions import biject_to
+
+from pplevelset.world import World
+
+PLATE = "particles"
+PROBS_EPS = 1e-6  # floor on classifier probabilities: Dirichlet concentrations must be > 0
+
+
+def level_set_model(world: World, target: torch.Tensor, alpha: float, num_particles: int):
+    """``z ~ p(z); x = g(z); prediction ~ Dirichlet(alpha f(x))``, observed at ``target``.
+
+    Sites: ``z`` (latent, one per particle), ``x`` (decoded input, deterministic), ``probs``
+    (classifier output, deterministic) and ``prediction`` (observed).
+
+    Example::
+
+        world = pls.load_world("toy")
+        target = pls.parse_target("ambiguous", world.classes)
+        kernel = pyro.infer.NUTS(pls.level_set_model)
+        mcmc = pyro.infer.MCMC(kernel, num_samples=100, warmup_steps=100)
+        mcmc.run(world, target, 10.0, 8)
+    """
+    with pyro.plate(PLATE, num_particles):
+        z = pyro.sample("z", world.prior())
+        x = world.decode(z)
+        x = pyro.deterministic("x", x, event_dim=x.dim() - z.dim() + 1)
+        probs = pyro.deterministic("probs", world.classify(x), event_dim=1)
+        concentration = alpha * probs.clamp_min(PROBS_EPS)
+        pyro.sample("prediction", dist.Dirichlet(concentration), obs=target.expand(concentration.shape))
+
+
+class Density(NamedTuple):
+    """Per-particle log densities (shape ``(N,)``) and the classifier output ``(N, L)``."""
+
+    log_prior: torch.Tensor  # log p(z) + log |d z / d z_unconstrained|
+    log_likelihood: torch.Tensor  # log Dirichlet(target; alpha f(g(z)))
+    predictions: torch.Tensor  # f(g(z)); (N, 0) for models without a ``probs`` site
+
+
+class ParticleDensity:
+    """Per-particle log density of a Pyro model with a ``particles`` plate, in unconstrained space.
+
+    Latent sites are concatenated, per particle, into one flat vector of length :attr:`dim`; the
+    random walk moves that vector and this object maps it back to constrained values.
+
+    :param model: a Pyro model whose every site sits inside ``pyro.plate("particles", N)``.
+    :param model_args: positional arguments for ``model``.
+    """
+
+    def __init__(self, model: Callable, model_args: tuple = (), model_kwargs: dict | None = None):
+        self.model, self.args, self.kwargs = model, tuple(model_args), dict(model_kwargs or {})
+        with torch.no_grad():
+            prototype = poutine.trace(model).get_trace(*self.args, **self.kwargs)
+        plates = [site for site in prototype.nodes.values() if site["type"] == "sample"
+                  for frame in site["cond_indep_stack"] if frame.name == PLATE]
+        if not plates:
+            raise ValueError(f"the model has no pyro.plate({PLATE!r}, N) around its sample sites")
+        self.num_particles = plates[0]["cond_indep_stack"][0].size
+        self.transforms: dict[str, torch.distributions.Transform] = {}
+        self.sizes: dict[str, int] = {}
+        self.shapes: dict[str, torch.Size] = {}
+        for name, site in prototype.nodes.items():
+            if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site):
+                transform = biject_to(site["fn"].support)
+                unconstrained = transform.inv(site["value"])
+                self.transforms[name] = transform
+                self.shapes[name] = unconstrained.shape[1:]
+                self.sizes[name] = unconstrained[0].numel()
+        self.dim = sum(self.sizes.values())
+        self.device = prototype.nodes[next(iter(self.sizes))]["value"].device
+
+    def unpack(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Split ``(N, dim)`` into unconstrained site values."""
+        values, start = {}, 0
+        for name, size in self.sizes.items():
+            values[name] = flat[:, start:start + size].reshape((flat.shape[0],) + self.shapes[name])
+            start += size
+        return values
+
+    def pack(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Concatenate unconstrained site values into ``(N, dim)``."""
+        return torch.cat([values[name].reshape(values[name].shape[0], -1) for name in self.sizes], dim=-1)
+
+    def constrain(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: self.transforms[name](value) for name, value in self.unpack(flat).items()}
+
+    def unconstrain(self, constrained: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.pack({name: self.transforms[name].inv(value) for name, value in constrained.items()})
+
+    def sample_prior(self) -> torch.Tensor:
+        """Unconstrained draws of every latent site from the model's own prior (global RNG)."""
+        with torch.no_grad():
+            trace = poutine.trace(poutine.block(self.model, hide_types=["observe"])).get_trace(
+                *self.args, **self.kwargs)
+        return self.unconstrain({name: trace.nodes[name]["value"] for name in self.sizes})
+
+    def __call__(self, flat: torch.Tensor) -> Density:
+        """Score all particles at the unconstrained positions ``flat`` (shape ``(N, dim)``)."""
+        unconstrained = self.unpack(flat)
+        constrained = {name: self.transforms[name](value) for name, value in unconstrained.items()}
+        with pyro.validation_enabled(False):  # validated once on the prototype; the hot path skips it
+            trace = poutine.trace(poutine.condition(self.model, data=constrained)).get_trace(
+                *self.args, **self.kwargs)
+            trace.compute_log_prob()
+        log_prior = flat.new_zeros(flat.shape[0])
+        log_likelihood = flat.new_zeros(flat.shape[0])
+        for name, site in trace.nodes.items():
+            if site["type"] != "sample" or site_is_subsample(site) or site["infer"].get("_deterministic"):
+                continue
+            log_prob = _per_particle(site["log_prob"], flat.shape[0])
+            if name in constrained:
+                jacobian = self.transforms[name].log_abs_det_jacobian(unconstrained[name], constrained[name])
+                log_prior = log_prior + log_prob + _per_particle(jacobian, flat.shape[0])
+            else:
+                log_likelihood = log_likelihood + log_prob
+        probs = trace.nodes.get("probs")
+        predictions = probs["value"] if probs is not None else flat.new_zeros(flat.shape[0], 0)
+        return Density(log_prior, log_likelihood, predictions)
+
+
+def _per_particle(log_prob: torch.Tensor, num_particles: int) -> torch.Tensor:
+    """Reduce a site's log density to one value per particle (the plate is the rightmost batch dim)."""
+    if log_prob.dim() == 0:
+        return log_prob.expand(num_particles)
+    if log_prob.shape[0] == num_particles:
+        return log_prob.reshape(num_particles, -1).sum(-1)
+    return log_prob.reshape(-1, num_particles).sum(0)

@@ -1,0 +1,162 @@
+"""Figures: sample grids with predicted probabilities, latent scatters, and the trace panel."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+CLASS_COLORS = plt.get_cmap("tab10").colors
+
+
+def _label(probs: torch.Tensor, classes, top: int = 2) -> str:
+    values, index = probs.topk(min(top, len(classes)))
+    return "  ".join(f"{classes[i]} {v:.2f}" for v, i in zip(values.tolist(), index.tolist()))
+
+
+def image_grid(images: torch.Tensor, predictions: torch.Tensor, classes, title: str = "",
+               ncols: int = 8) -> Figure:
+    """Images ``(n, C, H, W)`` in a grid, each captioned with its top-2 predicted classes."""
+    n = images.shape[0]
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.45 * ncols, 1.6 * nrows + 0.4), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k >= n:
+            continue
+        image = images[k].detach().cpu().float()
+        if image.shape[0] == 1:
+            ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1)
+        else:
+            ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
+        ax.set_title(_label(predictions[k], classes), fontsize=6.5, pad=2)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def latent_scatter(world, z_all: torch.Tensor, kept_z: torch.Tensor, predictions: torch.Tensor,
+                   title: str = "") -> Figure:
+    """For worlds without images: particles in the first two latent dims, coloured by predicted
+    class, over the classifier's decision regions when the latent space is 2-D."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    z_all, kept_z = z_all.detach().cpu(), kept_z.detach().cpu()
+    if world.latent_dim == 2:
+        lo, hi = z_all.min(0).values - 1, z_all.max(0).values + 1
+        lo, hi = torch.minimum(lo, torch.tensor(-3.0)), torch.maximum(hi, torch.tensor(3.0))
+        gx, gy = torch.meshgrid(torch.linspace(lo[0], hi[0], 200), torch.linspace(lo[1], hi[1], 200), indexing="xy")
+        with torch.no_grad():
+            grid = torch.stack([gx, gy], -1).reshape(-1, 2).to(world.device)
+            regions = world.predict(grid).argmax(-1).cpu().reshape(gx.shape)
+        colors = [CLASS_COLORS[i % 10] for i in range(len(world.classes))]
+        ax.contourf(gx, gy, regions, levels=np.arange(len(colors) + 1) - 0.5, colors=colors, alpha=0.15)
+    labels = predictions.argmax(-1).cpu()
+    for k, name in enumerate(world.classes):
+        chosen = labels == k
+        if chosen.any():
+            ax.scatter(z_all[chosen, 0], z_all[chosen, 1], s=4, alpha=0.5, color=CLASS_COLORS[k % 10],
+                       label=f"predicted {name}")
+    if world.latent_dim >= 2:
+        ax.scatter(kept_z[:, 0], kept_z[:, 1], s=18, marker="x", color="black", label="resampled")
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def samples_figure(posterior, kept) -> Figure:
+    """``samples.png``: an image grid of the resampled states, or a latent scatter for toy worlds."""
+    title = (f"{posterior.world.name}: target {posterior.settings.get('target')}, "
+             f"alpha {posterior.settings.get('alpha'):g}, Delta {kept.delta():.3f}")
+    images = kept.images()
+    if images.dim() == 4:
+        return image_grid(images, kept.predictions(), posterior.world.classes, title)
+    return latent_scatter(posterior.world, posterior.z, kept.z, posterior.predictions(), title)
+
+
+def _band(ax, x, values: np.ndarray, color, label):
+    lo, mid, hi = np.nanpercentile(values, [5, 50, 95], axis=0)
+    ax.fill_between(x, lo, hi, color=color, alpha=0.25, linewidth=0)
+    ax.plot(x, mid, color=color, linewidth=1.2, label=label)
+
+
+def trace_figure(traces: dict, warmup_traces: dict | None, verdict, thin: int = 1,
+                 max_lines: int = 8) -> Figure:
+    """Four panels over warm-up and sampling: log-likelihood, z traces, acceptance, step size.
+
+    ``traces``/``warmup_traces`` hold arrays with particles first (as ``LevelSetPosterior``).
+    Bands are the 5-95% range across particles, so a drifting ensemble shows as a moving band.
+    """
+    warm = {name: np.asarray(value) for name, value in (warmup_traces or {}).items()}
+    traces = {name: np.asarray(value) for name, value in traces.items()}
+    warmup = next(iter(warm.values())).shape[1] if warm else 0
+    steps = traces["log_likelihood"].shape[1]
+    x_warm = np.arange(warmup)
+    x_sample = warmup + np.arange(steps) * thin
+
+    def both(name):
+        parts = [(x_warm, warm[name])] if name in warm else []
+        return parts + [(x_sample, traces[name])]
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5))
+    (ax_ll, ax_z), (ax_acc, ax_step) = axes
+    for x, values in both("log_likelihood"):
+        _band(ax_ll, x, values, "tab:blue", None)
+        for row in values[:max_lines]:
+            ax_ll.plot(x, row, color="gray", linewidth=0.4, alpha=0.6)
+    ax_ll.set_title("log-likelihood (median, 5-95% over particles)", fontsize=9)
+    z = traces["z"]
+    for dim in range(min(3, z.shape[-1])):
+        for chain in range(min(max_lines, z.shape[0])):
+            ax_z.plot(x_sample, z[chain, :, dim], color=CLASS_COLORS[dim], linewidth=0.5, alpha=0.7,
+                      label=f"z[{dim}]" if chain == 0 else None)
+    ax_z.set_title(f"z traces of {min(max_lines, z.shape[0])} particles (sampling)", fontsize=9)
+    ax_z.legend(fontsize=7)
+    for x, values in both("acceptance_rate"):
+        window = max(1, len(x) // 50)  # moving average over whole windows only: no edge artefacts
+        mean = np.convolve(values.mean(0), np.ones(window) / window, mode="valid")
+        ax_acc.plot(x[window - 1:], mean, color="tab:green", linewidth=1.2)
+    ax_acc.axhline(0.234, color="black", linestyle=":", linewidth=0.8)
+    ax_acc.set_title("acceptance probability (mean over particles)", fontsize=9)
+    for x, values in both("step_size"):
+        _band(ax_step, x, values, "tab:orange", None)
+    ax_step.set_yscale("log")
+    ax_step.set_title("step size (median, 5-95%)", fontsize=9)
+    for ax in axes.flat:
+        if warmup:
+            ax.axvline(warmup, color="black", linestyle="--", linewidth=0.8)
+        ax.set_xlabel("iteration (warm-up | sampling)", fontsize=8)
+    fig.suptitle(verdict.message, fontsize=9, color="black" if verdict.ok else "tab:red")
+    fig.tight_layout()
+    return fig
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Save atomically (write a temporary file, then rename) and close the figure."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        Path(tmp).unlink(missing_ok=True)
+    return path
