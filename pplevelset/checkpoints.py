@@ -97,6 +97,11 @@ def load_state_dict(folder: str, name: str) -> tuple[dict, dict]:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated zip, a pickle with code in it, ...
         raise CheckpointError(f"checkpoint {weights} cannot be read safely: {type(exc).__name__}") from None
+    if not isinstance(state, dict) or not all(torch.is_tensor(value) for value in state.values()):
+        raise CheckpointError(f"checkpoint {weights} is not a state_dict of tensors")
+    for key, value in state.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"checkpoint {weights} has non-finite weights in {key!r}")
     return state, card
 
 

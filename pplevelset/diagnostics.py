@@ -61,7 +61,7 @@ def burn_in_check(log_likelihood: np.ndarray, warmup: int) -> BurnInVerdict:
         batches = np.array_split(values[finite].mean(0), 20)
         means = np.array([b.mean() for b in batches])
         drift = float(means[:2].mean() - means[10:].mean())
-        stderr = float(means.std(ddof=1) * math.sqrt(1 / 2 + 1 / 10))
+        stderr = float(means[10:].std(ddof=1) * math.sqrt(1 / 2 + 1 / 10))  # noise from the settled half
     spread = float(np.nanstd(late[finite])) or 1.0
     z_score = drift / stderr if stderr > 0 else (0.0 if drift == 0 else math.inf * np.sign(drift))
     ok = not (abs(z_score) > Z_THRESHOLD and abs(drift) > MIN_EFFECT * spread)

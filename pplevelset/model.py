@@ -66,7 +66,7 @@ class ParticleDensity:
 
     def __init__(self, model: Callable, model_args: tuple = (), model_kwargs: dict | None = None):
         self.model, self.args, self.kwargs = model, tuple(model_args), dict(model_kwargs or {})
-        with torch.no_grad():
+        with torch.no_grad(), pyro.validation_enabled(False):  # NaN scores are rejected, not raised
             prototype = poutine.trace(model).get_trace(*self.args, **self.kwargs)
         plates = [site for site in prototype.nodes.values() if site["type"] == "sample"
                   for frame in site["cond_indep_stack"] if frame.name == PLATE]
@@ -106,7 +106,7 @@ class ParticleDensity:
 
     def sample_prior(self) -> torch.Tensor:
         """Unconstrained draws of every latent site from the model's own prior (global RNG)."""
-        with torch.no_grad():
+        with torch.no_grad(), pyro.validation_enabled(False):
             trace = poutine.trace(poutine.block(self.model, hide_types=["observe"])).get_trace(
                 *self.args, **self.kwargs)
         return self.unconstrain({name: trace.nodes[name]["value"] for name in self.sizes})
@@ -115,7 +115,7 @@ class ParticleDensity:
         """Score all particles at the unconstrained positions ``flat`` (shape ``(N, dim)``)."""
         unconstrained = self.unpack(flat)
         constrained = {name: self.transforms[name](value) for name, value in unconstrained.items()}
-        with pyro.validation_enabled(False):  # validated once on the prototype; the hot path skips it
+        with pyro.validation_enabled(False):  # a NaN score is a rejected proposal, not an error
             trace = poutine.trace(poutine.condition(self.model, data=constrained)).get_trace(
                 *self.args, **self.kwargs)
             trace.compute_log_prob()

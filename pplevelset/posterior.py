@@ -143,13 +143,15 @@ class LevelSetPosterior:
         kwargs = {}
         if self.warmup_traces:
             kwargs = {"warmup_sample_stats": numpy(self.warmup_traces, SAMPLE_STATS), "save_warmup": True}
-        with warnings.catch_warnings():  # many particles, few steps is this library's normal shape
-            warnings.filterwarnings("ignore", message="More chains")
+        attrs = self._attrs()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="More chains")  # many particles, few steps: normal here
+            warnings.filterwarnings("ignore", message="log_likelihood variable found in sample_stats")
             return az.from_dict(
                 posterior=numpy(self.traces, ("z", "prediction_probs")),
                 sample_stats=numpy(self.traces, SAMPLE_STATS),
                 observed_data={"target": self.target.numpy()},
-                coords=coords, dims=dims, attrs=self._attrs(), **kwargs)
+                coords=coords, dims=dims, attrs=attrs, posterior_attrs=attrs, **kwargs)
 
     def _attrs(self) -> dict[str, Any]:
         attrs = {key: value for key, value in self.settings.items() if isinstance(value, (int, float, str))}

@@ -1,0 +1,120 @@
+"""The CLI end to end on the toy world, and every kind of bad input: exit 2, one line, nothing written."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pplevelset.cli import main
+
+SMALL = ["--particles", "60", "--warmup", "40", "--steps", "30", "--keep", "16", "--quiet"]
+
+
+def run(argv, capsys):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_sample_and_diagnose_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, stderr = run(["sample", "toy", "--target", "a=0.6", "--out", str(out), *SMALL], capsys)
+    assert code == 0, stderr
+    assert {p.name for p in out.iterdir()} == {"summary.json", "posterior.nc", "samples.png", "trace.png"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world"] == "toy" and summary["num_particles"] == 60 and summary["keep"] == 16
+    assert summary["target"] == pytest.approx([0.6, 0.2, 0.2])
+    assert "Delta" in stdout and "wrote" in stdout
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+    code, stdout, stderr = run(["diagnose", str(out)], capsys)
+    assert code == 0, stderr
+    assert "r_hat" in stdout and "burn-in" in stdout
+    assert (out / "rank.png").stat().st_size > 0
+
+
+def test_overwrite_replaces_an_existing_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(["sample", "toy", "--target", "ambiguous", "--out", str(out), *SMALL], capsys)[0] == 0
+    first = (out / "summary.json").read_text()
+    code, _, stderr = run(["sample", "toy", "--target", "ambiguous", "--out", str(out), "--seed", "1",
+                           "--overwrite", *SMALL], capsys)
+    assert code == 0, stderr
+    assert json.loads((out / "summary.json").read_text())["seed"] == 1 != json.loads(first)["seed"]
+
+
+def test_worlds_lists_toy(capsys):
+    code, stdout, _ = run(["worlds"], capsys)
+    assert code == 0
+    assert any(line.split()[:2] == ["toy", "2"] for line in stdout.splitlines())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sample", "toy", "--target", "0.5,0.5"], "3 classes"),
+    (["sample", "toy", "--target", "0,0.5,0.5"], "must be > 0"),
+    (["sample", "toy", "--target=-0.2,0.6,0.6"], "must be > 0"),
+    (["sample", "toy", "--target", "nan,0.5,0.5"], "finite"),
+    (["sample", "toy", "--target", "0.3,0.3,0.3"], "sums to"),
+    (["sample", "toy", "--target", "dog=0.5"], "unknown class"),
+    (["sample", "no-such-world", "--target", "ambiguous"], "unknown world"),
+    (["sample", "toy", "--target", "ambiguous", "--alpha", "0"], "alpha"),
+    (["sample", "toy", "--target", "ambiguous", "--alpha", "-3"], "alpha"),
+    (["sample", "toy", "--target", "ambiguous", "--particles", "0"], "particles"),
+    (["sample", "toy", "--target", "ambiguous", "--steps", "0"], "steps"),
+    (["sample", "toy", "--target", "ambiguous", "--kernel", "gibbs"], "kernel"),
+    (["sample", "toy", "--target", "ambiguous", "--particles", "many"], "not an integer"),
+    (["sample", "toy"], "--target"),
+    (["diagnose", "/nonexistent/run"], "not a run directory"),
+])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "never"
+    code, stdout, stderr = run([*args, "--out", str(out)] if args[0] == "sample" else args, capsys)
+    assert code == 2
+    assert len(stderr.strip().splitlines()) == 1 and message in stderr, stderr
+    assert "Traceback" not in stderr + stdout
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_existing_out_without_overwrite_is_refused_before_sampling(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    code, _, stderr = run(["sample", "toy", "--target", "ambiguous", "--out", str(out), *SMALL], capsys)
+    assert code == 2 and "--overwrite" in stderr and len(stderr.strip().splitlines()) == 1
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_nuts_on_a_non_differentiable_world_is_refused(tmp_path, capsys, monkeypatch):
+    from pplevelset.worlds import register
+    from pplevelset.worlds.toy import ToyWorld
+
+    class Frozen(ToyWorld):
+        name = "frozen-toy"
+        differentiable = False
+
+    register("frozen-toy", Frozen, overwrite=True)
+    code, _, stderr = run(["sample", "frozen-toy", "--target", "ambiguous", "--kernel", "nuts",
+                           "--out", str(tmp_path / "x"), *SMALL], capsys)
+    assert code == 2 and "'frozen-toy' is not differentiable" in stderr and "--kernel rwmh" in stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_cuda_where_there_is_none(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, _, stderr = run(["sample", "toy", "--target", "ambiguous", "--device", "cuda",
+                           "--out", str(tmp_path / "x"), *SMALL], capsys)
+    assert code == 2 and "CUDA is not available" in stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_console_script_reports_bad_input_without_traceback(tmp_path):
+    """The installed entry point, in a real process."""
+    script = os.path.join(os.path.dirname(sys.executable), "pplevelset")
+    result = subprocess.run([script, "sample", "toy", "--target", "0.9,0.9,0.9", "--out", str(tmp_path / "x")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("pplevelset: error:") and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,98 @@
+"""LevelSetPosterior: metrics by hand, resampling, ArviZ export and the burn-in check."""
+
+import arviz as az
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+import pplevelset as pls
+from pplevelset import metrics
+from pplevelset.diagnostics import burn_in_check
+
+
+@pytest.fixture(scope="module")
+def post():
+    return pls.sample("toy", "a=0.6", alpha=10, num_particles=40, warmup=60, steps=30, seed=0, progress=False)
+
+
+def test_delta_confidence_hits_by_hand():
+    target = torch.tensor([0.5, 0.5])
+    predictions = torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.4, 0.6]])
+    # |0.5|+|0.5| + 0 + 0 + 0.1 + 0.1 = 1.2 over 3 samples x 2 classes
+    assert metrics.delta(target, predictions) == pytest.approx(0.2)
+    assert metrics.hits(target, predictions, eps=0.1) == 1  # TVs are 0.5, 0, 0.1 (not < 0.1)
+    assert metrics.confidence(target, predictions) == pytest.approx({"mean": (1 + 0.5 + 0.6) / 3, "min": 0.5, "max": 1.0})
+    assert metrics.confidence(torch.tensor([0.9, 0.1]), predictions)["min"] == pytest.approx(0.4)
+    assert metrics.distinct_samples(torch.tensor([[1.0, 2.0], [1.0, 2.0], [3.0, 4.0]])) == 2
+
+
+def test_final_states_predictions_and_images_agree(post, toy):
+    assert post.z.shape == (40, 2)
+    assert torch.allclose(post.predictions(), toy.predict(post.z), atol=1e-6)
+    assert torch.equal(post.images(), post.z)
+    assert torch.equal(post.z, post.traces["z"][:, -1])
+    assert post.delta() == pytest.approx(metrics.delta(post.target, post.predictions()))
+
+
+def test_resample_draws_with_replacement_reproducibly(post):
+    kept = post.resample(100, seed=5)
+    assert len(kept) == 100 and kept.distinct_samples() <= 40
+    assert torch.equal(kept.z, post.z[kept.indices])
+    assert torch.equal(kept.predictions(), post.predictions()[kept.indices])
+    assert torch.equal(post.resample(100, seed=5).indices, kept.indices)
+    assert not torch.equal(post.resample(100, seed=6).indices, kept.indices)
+    with pytest.raises(ValueError, match="traces"):
+        kept.to_arviz()
+
+
+def test_netcdf_round_trip_and_arviz_tools(post, tmp_path):
+    path = tmp_path / "posterior.nc"
+    post.to_arviz().to_netcdf(str(path))
+    idata = az.from_netcdf(str(path))
+    assert set(idata.groups()) >= {"posterior", "sample_stats", "observed_data", "warmup_sample_stats"}
+    assert idata.posterior["z"].dims == ("chain", "draw", "z_dim")
+    assert idata.posterior.sizes == {"chain": 40, "draw": 30, "z_dim": 2, "class": 3}
+    assert list(idata.posterior["class"].values) == ["a", "b", "c"]
+    assert set(idata.sample_stats.data_vars) == {"lp", "log_likelihood", "acceptance_rate", "step_size"}
+    np.testing.assert_allclose(idata.observed_data["target"].values, post.target.numpy())
+    assert idata.posterior.attrs["world"] == "toy" and idata.posterior.attrs["alpha"] == 10.0
+    np.testing.assert_array_equal(idata.posterior["z"].values, post.traces["z"].numpy())
+    table = az.summary(idata, var_names=["z"])
+    assert {"r_hat", "ess_bulk"} <= set(table.columns) and len(table) == 2
+    axes = az.plot_trace(idata, var_names=["z"])
+    assert axes.shape == (1, 2)
+    matplotlib.pyplot.close("all")
+
+
+def test_summary_has_the_contract_fields(post):
+    summary = post.summary(keep=16)
+    for key in ("world", "classes", "target", "alpha", "kernel", "num_particles", "warmup", "steps", "seed",
+                "device", "elapsed_s", "delta", "mean_prediction", "confidence", "acceptance_rate", "rhat_max",
+                "ess_bulk_min", "burn_in_ok", "distinct_samples", "versions"):
+        assert key in summary, key
+    assert set(summary["confidence"]) == {"mean", "min", "max"}
+    assert summary["delta"] == pytest.approx(post.resample(16, seed=0).delta())
+
+
+def test_burn_in_check_flags_drift_and_passes_stationary_chains():
+    rng = np.random.default_rng(0)
+    stationary = rng.normal(size=(500, 200))
+    assert burn_in_check(stationary, warmup=100).ok
+    climbing = stationary + np.minimum(0, np.arange(200) - 60)[None, :] * 0.05  # rises for 60 steps
+    verdict = burn_in_check(climbing, warmup=100)
+    assert not verdict.ok and verdict.drift < 0
+    assert "--warmup 200" in verdict.message
+    one_chain = rng.normal(size=(1, 400)) + np.minimum(0, np.arange(400) - 100)[None, :] * 0.1
+    assert not burn_in_check(one_chain, warmup=50).ok  # one chain: batch means see a climb this large
+    assert burn_in_check(rng.normal(size=(1, 400)), warmup=50).ok
+
+
+def test_burn_in_check_on_real_runs():
+    far = "a=0.97"  # the prior puts little mass here: chains climb for a while
+    short = pls.sample("toy", far, alpha=60, num_particles=400, warmup=0, steps=150, seed=0, progress=False)
+    long = pls.sample("toy", far, alpha=60, num_particles=400, warmup=300, steps=150, seed=0, progress=False)
+    assert not short.burn_in().ok
+    assert long.burn_in().ok
