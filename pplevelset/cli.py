@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--warmup", type=_positive_int, default=500, help="adaptation steps (default 500)")
     sample.add_argument("--steps", type=_positive_int, default=500, help="recorded steps T (default 500)")
     sample.add_argument("--thin", type=_positive_int, default=1, help="keep every k-th step in the traces")
-    sample.add_argument("--kernel", default="rwmh", help="rwmh (default) or nuts")
+    sample.add_argument("--kernel", default="rwmh", help="rwmh (default), nuts or smc")
+    sample.add_argument("--populations", type=_positive_int, default=4, help="smc: independent populations (default 4)")
+    sample.add_argument("--moves", type=_positive_int, default=10, help="smc: MH moves per temperature (default 10)")
     sample.add_argument("--keep", type=_positive_int, default=64, help="n states resampled at the end (default 64)")
     sample.add_argument("--seed", type=_positive_int, default=0)
     sample.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -101,12 +103,14 @@ def cmd_worlds(args) -> None:
 
 
 def cmd_sample(args) -> None:
-    from pplevelset.infer.run import resolve_device, sample, validate
+    from pplevelset.infer.run import resolve_device, sample, validate, validate_smc
     from pplevelset.rundir import check_writable, save_run
     from pplevelset.targets import parse_target, target_label
     from pplevelset.worlds import load_world
 
     validate(args.alpha, args.particles, args.warmup, args.steps, args.thin, args.kernel)
+    if args.kernel == "smc":
+        validate_smc(args.particles, args.populations, args.moves, 0.5)
     device = resolve_device(args.device)
     world = load_world(args.world, device=device)
     parse_target(args.target, world.classes)
@@ -119,7 +123,7 @@ def cmd_sample(args) -> None:
 
     posterior = sample(world, args.target, alpha=args.alpha, num_particles=args.particles, warmup=args.warmup,
                        steps=args.steps, kernel=args.kernel, seed=args.seed, device=device, thin=args.thin,
-                       progress=not args.quiet)
+                       progress=not args.quiet, populations=args.populations, moves=args.moves)
     summary = save_run(posterior, out, keep=args.keep, seed=args.seed, overwrite=args.overwrite)
     print(format_summary(summary))
     print(f"wrote {out}/: summary.json posterior.nc samples.png trace.png")
@@ -130,9 +134,11 @@ def format_summary(s: dict) -> str:
     target = ", ".join(f"{c} {p:.3g}" for c, p in zip(s["classes"], s["target"]))
     mean = ", ".join(f"{c} {p:.3f}" for c, p in s["mean_prediction"].items())
     conf = s["confidence"]
+    schedule = (f"{s['num_temperatures']} temperatures x {s['moves']} moves, {s['populations']} populations"
+                if s["kernel"] == "smc" else f"{s['warmup']} warm-up + {s['steps']} steps")
     lines = [
         f"{s['world']}: target {s['target_spec']} ({target}), alpha {s['alpha']:g}, {s['kernel']}, "
-        f"{s['num_particles']} particles, {s['warmup']} warm-up + {s['steps']} steps, {s['elapsed_s']:.1f} s",
+        f"{s['num_particles']} particles, {schedule}, {s['elapsed_s']:.1f} s",
         f"Delta {s['delta']:.4f} over {s['keep']} resampled states; mean prediction {mean}",
         f"confidence in the target's top class: mean {conf['mean']:.3f}, min {conf['min']:.3f}, max {conf['max']:.3f}",
         f"hits (total variation < 0.1): {s['hits_tv_0.1']} of {s['num_particles']} particles; "
@@ -143,6 +149,9 @@ def format_summary(s: dict) -> str:
         ess = "n/a" if s.get("ess_bulk_min") is None else f"{s['ess_bulk_min']:.0f}"
         lines.append(f"acceptance {s['acceptance_rate']:.3f}, R-hat max {rhat}, ESS bulk min {ess}")
         lines.append(s["burn_in"])
+    if "log_evidence" in s:
+        lines.append(f"log evidence log p(target) = {s['log_evidence']:.4f} "
+                     f"(populations: {', '.join(f'{v:.3f}' for v in s['log_evidence_per_population'])})")
     return "\n".join(lines)
 
 

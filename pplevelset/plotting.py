@@ -147,6 +147,34 @@ def _umask() -> int:
     return mask
 
 
+def smc_figure(stages: dict) -> Figure:
+    """SMC's ``trace.png``: beta, ESS before resampling, acceptance and proposal scale per temperature,
+    one line per population."""
+    stages = {name: np.asarray(value) for name, value in stages.items()}
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5))
+    titles = {"beta": "inverse temperature beta", "ess": "ESS of the incremental weights",
+              "acceptance_rate": "MH acceptance (mean of the moves)", "step_size": "proposal scale"}
+    for ax, (name, title) in zip(axes.flat, titles.items()):
+        for population, row in enumerate(stages[name]):
+            ax.plot(np.arange(1, row.size + 1), row, marker="o", markersize=3, linewidth=1,
+                    color=CLASS_COLORS[population % 10], label=f"population {population}")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("temperature (stage)", fontsize=8)
+    axes[1, 0].axhline(0.234, color="black", linestyle=":", linewidth=0.8)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"tempered SMC: {stages['beta'].shape[-1]} temperatures", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def diagnostics_figure(posterior) -> Figure:
+    """``trace.png`` for any run: the trace panel for MCMC, the temperature panel for SMC."""
+    if posterior.stages is not None:
+        return smc_figure(posterior.stages)
+    return trace_figure(posterior.traces, posterior.warmup_traces, posterior.burn_in(),
+                        thin=posterior.settings.get("thin", 1))
+
+
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     """Save atomically (write a temporary file, then rename) and close the figure."""
     path = Path(path)

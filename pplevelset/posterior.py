@@ -10,6 +10,7 @@ from typing import Any
 import arviz as az
 import numpy as np
 import torch
+import xarray as xr
 
 from pplevelset import metrics
 from pplevelset.diagnostics import BurnInVerdict, burn_in_check, convergence
@@ -30,7 +31,8 @@ class LevelSetPosterior:
     def __init__(self, world: World, target: torch.Tensor, settings: dict[str, Any], z: torch.Tensor,
                  final_predictions: torch.Tensor, traces: dict[str, torch.Tensor] | None = None,
                  warmup_traces: dict[str, torch.Tensor] | None = None, elapsed_s: float = 0.0,
-                 stats: dict[str, Any] | None = None, indices: torch.Tensor | None = None):
+                 stats: dict[str, Any] | None = None, indices: torch.Tensor | None = None,
+                 stages: dict[str, torch.Tensor] | None = None):
         self.world = world
         self.target = target.detach().cpu()
         self.settings = dict(settings)
@@ -41,6 +43,7 @@ class LevelSetPosterior:
         self.elapsed_s = elapsed_s
         self.stats = dict(stats or {})
         self.indices = indices  # which particles a resampled posterior drew
+        self.stages = stages  # SMC only: (populations, temperatures) beta, ess, acceptance_rate, step_size
 
     def __len__(self) -> int:
         return self.z.shape[0]
@@ -92,6 +95,8 @@ class LevelSetPosterior:
     def burn_in(self) -> BurnInVerdict:
         """Did the chains still drift when sampling began? (See :func:`burn_in_check`.)"""
         self._require_traces("burn_in")
+        if self.stages is not None:
+            return BurnInVerdict(True, math.nan, math.nan, "no burn-in to check: SMC tempers from the prior")
         return burn_in_check(self.traces["log_likelihood"].numpy(), self.settings.get("warmup", 0))
 
     def convergence(self) -> dict[str, float]:
@@ -108,8 +113,10 @@ class LevelSetPosterior:
             "target": [round(float(v), 8) for v in self.target],
             "target_spec": self.settings.get("target"),
         }
-        out.update({key: self.settings.get(key) for key in
-                    ("alpha", "kernel", "num_particles", "warmup", "steps", "seed", "device")})
+        keys = ("alpha", "kernel", "num_particles", "warmup", "steps", "seed", "device")
+        if self.stages is not None:
+            keys += ("populations", "moves", "target_ess")
+        out.update({key: self.settings.get(key) for key in keys})
         out.update({
             "elapsed_s": round(self.elapsed_s, 3),
             "keep": len(kept),
@@ -147,11 +154,16 @@ class LevelSetPosterior:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="More chains")  # many particles, few steps: normal here
             warnings.filterwarnings("ignore", message="log_likelihood variable found in sample_stats")
-            return az.from_dict(
+            warnings.filterwarnings("ignore", message=".*smc_stages.*")
+            idata = az.from_dict(
                 posterior=numpy(self.traces, ("z", "prediction_probs")),
                 sample_stats=numpy(self.traces, SAMPLE_STATS),
                 observed_data={"target": self.target.numpy()},
                 coords=coords, dims=dims, attrs=attrs, posterior_attrs=attrs, **kwargs)
+            if self.stages is not None:  # SMC: per population and temperature
+                stages = xr.Dataset({name: (("chain", "stage"), value.numpy()) for name, value in self.stages.items()})
+                idata.add_groups(smc_stages=stages)
+        return idata
 
     def _attrs(self) -> dict[str, Any]:
         attrs = {key: value for key, value in self.settings.items() if isinstance(value, (int, float, str))}
@@ -160,6 +172,8 @@ class LevelSetPosterior:
         attrs["checkpoint_sha256"] = json.dumps(self.world.checkpoints)
         attrs["inference_library"] = "pplevelset"
         attrs["inference_library_version"] = _versions()["pplevelset"]
+        if "log_evidence" in self.stats:
+            attrs["log_evidence"] = self.stats["log_evidence"]
         return attrs
 
     def _require_traces(self, what: str) -> None:

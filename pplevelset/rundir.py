@@ -68,7 +68,7 @@ def _finite(value):
 
 def save_run(posterior, out: str | Path, keep: int = 64, seed: int = 0, overwrite: bool = False) -> dict:
     """Write ``summary.json``, ``posterior.nc``, ``samples.png`` and ``trace.png`` into ``out``."""
-    from pplevelset.plotting import samples_figure, save_figure, trace_figure
+    from pplevelset.plotting import diagnostics_figure, samples_figure, save_figure
 
     summary = posterior.summary(keep=keep, seed=seed)
     kept = posterior.resample(keep, seed)
@@ -76,6 +76,5 @@ def save_run(posterior, out: str | Path, keep: int = 64, seed: int = 0, overwrit
         write_json(tmp / "summary.json", summary)
         posterior.to_arviz().to_netcdf(str(tmp / "posterior.nc"))
         save_figure(samples_figure(posterior, kept), tmp / "samples.png")
-        save_figure(trace_figure(posterior.traces, posterior.warmup_traces, posterior.burn_in(),
-                                 thin=posterior.settings.get("thin", 1)), tmp / "trace.png")
+        save_figure(diagnostics_figure(posterior), tmp / "trace.png")
     return summary

@@ -22,8 +22,9 @@ def log_dirichlet(target: np.ndarray, concentration: np.ndarray) -> np.ndarray:
             + ((concentration - 1) * np.log(target)).sum(-1))
 
 
-def grid_posterior(world, target: torch.Tensor, alpha: float, axes: list[np.ndarray]):
-    """Normalised posterior weights on the product grid of ``axes`` and the grid points ``(M, d)``."""
+def grid_posterior(world, target: torch.Tensor, alpha: float, axes: list[np.ndarray], evidence: bool = False):
+    """Normalised posterior weights on the product grid of ``axes`` and the grid points ``(M, d)``;
+    with ``evidence``, also ``log Z = log integral p(z) Dir(target; alpha f(g(z))) dz`` (uniform axes)."""
     mesh = np.meshgrid(*axes, indexing="ij")
     points = np.stack([m.ravel() for m in mesh], -1)
     z = torch.as_tensor(points, dtype=torch.float64)
@@ -32,6 +33,9 @@ def grid_posterior(world, target: torch.Tensor, alpha: float, axes: list[np.ndar
         probs = world.predict(z.float()).double().clamp_min(PROBS_EPS).numpy()
     log_post = log_prior + log_dirichlet(target.double().numpy(), alpha * probs)
     weights = np.exp(log_post - log_post.max())
+    if evidence:
+        cell = np.prod([axis[1] - axis[0] for axis in axes])
+        return weights / weights.sum(), points, float(np.log(weights.sum() * cell) + log_post.max())
     return weights / weights.sum(), points
 
 
@@ -49,6 +53,43 @@ class GammaWorld(pls.World):
     def classify(self, x):
         high = torch.sigmoid(3.0 * (x[..., 0] - 2.0))
         return torch.stack([1 - high, high], -1)
+
+
+class TwoModeWorld(pls.World):
+    """z ~ N((0.5, 0), I); "outside" probability sigmoid(5 (|z0| - 1)). Targeting outside = 0.95 gives two
+    modes, z0 > 1 and z0 < -1, whose masses (~0.83 / 0.17) differ from the prior's share of starts."""
+
+    name, classes, latent_dim = "two-modes", ("inside", "outside"), 2
+
+    def prior(self):
+        loc = torch.tensor([0.5, 0.0], device=self.device)
+        return dist.Normal(loc, torch.ones_like(loc)).to_event(1)
+
+    def decode(self, z):
+        return z
+
+    def classify(self, x):
+        outside = torch.sigmoid(5.0 * (x[..., 0].abs() - 1.0))
+        return torch.stack([1 - outside, outside], -1)
+
+
+class HoleWorld(pls.World):
+    """The toy classifier, but NaN for z[0] > 1: such states must be rejected (MH) or weigh 0 (SMC)."""
+
+    name, classes, latent_dim = "hole", ("a", "b", "c"), 2
+
+    def __init__(self):
+        self.toy = pls.load_world("toy")
+
+    def prior(self):
+        return self.toy.prior()
+
+    def decode(self, z):
+        return z
+
+    def classify(self, x):
+        probs = self.toy.classify(x)
+        return torch.where((x[..., :1] > 1.0), torch.full_like(probs, float("nan")), probs)
 
 
 @pytest.fixture

@@ -5,30 +5,11 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from conftest import grid_posterior
+from conftest import HoleWorld, grid_posterior
 
 import pplevelset as pls
 from pplevelset.infer import rwmh
 from pplevelset.model import ParticleDensity, level_set_model
-
-
-class HoleWorld(pls.World):
-    """The toy classifier, but NaN for z[0] > 1: proposals there must be rejected and counted."""
-
-    name, classes, latent_dim = "hole", ("a", "b", "c"), 2
-
-    def __init__(self):
-        self.toy = pls.load_world("toy")
-
-    def prior(self):
-        return self.toy.prior()
-
-    def decode(self, z):
-        return z
-
-    def classify(self, x):
-        probs = self.toy.classify(x)
-        return torch.where((x[..., :1] > 1.0), torch.full_like(probs, float("nan")), probs)
 
 
 def test_same_seed_gives_identical_traces_and_other_seeds_do_not():

@@ -17,7 +17,7 @@ from pplevelset.targets import parse_target
 from pplevelset.world import World
 from pplevelset.worlds import load_world
 
-KERNELS = ("rwmh", "nuts")
+KERNELS = ("rwmh", "nuts", "smc")
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -51,7 +51,8 @@ def validate(alpha: float, num_particles: int, warmup: int, steps: int, thin: in
 def sample(world: World | str, target: str | Sequence[float] | torch.Tensor, alpha: float = 10.0,
            num_particles: int = 1000, warmup: int = 500, steps: int = 500, kernel: str = "rwmh",
            seed: int = 0, device: str = "cpu", thin: int = 1, step_size: float | None = None,
-           progress: bool = True) -> LevelSetPosterior:
+           progress: bool = True, populations: int = 4, moves: int = 10,
+           target_ess: float = 0.5) -> LevelSetPosterior:
     """Sample the level set ``{z : f(g(z)) ~ target}`` of ``world``.
 
     :param world: a :class:`World` or a registered name (``"houses"``).
@@ -60,7 +61,12 @@ def sample(world: World | str, target: str | Sequence[float] | torch.Tensor, alp
     :param num_particles: N independent chains, advanced together as one batch.
     :param warmup: steps of step-size adaptation, discarded.
     :param steps: T recorded steps after warm-up (every ``thin``-th is kept).
-    :param kernel: ``"rwmh"`` (batched random-walk MH, no gradients) or ``"nuts"``.
+    :param kernel: ``"rwmh"`` (batched random-walk MH, no gradients), ``"nuts"``, or ``"smc"``
+        (tempered SMC: right proportions across modes, and ``log_evidence``; ``warmup`` and
+        ``steps`` do not apply, ``populations``, ``moves`` and ``target_ess`` do).
+    :param populations: SMC only: independent populations splitting the particles (ArviZ chains).
+    :param moves: SMC only: MH moves per temperature.
+    :param target_ess: SMC only: ESS fraction each temperature step keeps.
 
     Example::
 
@@ -68,14 +74,19 @@ def sample(world: World | str, target: str | Sequence[float] | torch.Tensor, alp
         post.delta(), post.resample(16).z
     """
     validate(alpha, num_particles, warmup, steps, thin, kernel)
+    if kernel == "smc":
+        validate_smc(num_particles, populations, moves, target_ess)
     device = resolve_device(device)
     world = load_world(world, device=device)
     target_vector = parse_target(target, world.classes).to(device)
     spec = target if isinstance(target, str) else ",".join(f"{float(v):g}" for v in target_vector)
     settings = {"target": spec, "alpha": float(alpha), "kernel": kernel, "num_particles": num_particles,
                 "warmup": warmup, "steps": steps, "thin": thin, "seed": seed, "device": str(device)}
-    recorder = _Recorder(warmup, steps, thin, progress=progress, kernel=kernel)
     start = time.perf_counter()
+    if kernel == "smc":
+        settings.update(populations=populations, moves=moves, target_ess=target_ess, warmup=None, steps=None)
+        return _run_smc(world, target_vector, float(alpha), num_particles, seed, settings, progress, start)
+    recorder = _Recorder(warmup, steps, thin, progress=progress, kernel=kernel)
     if kernel == "nuts":
         from pplevelset.infer.nuts import run_nuts
 
@@ -87,6 +98,42 @@ def sample(world: World | str, target: str | Sequence[float] | torch.Tensor, alp
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - start
     return recorder.posterior(world, target_vector, settings, elapsed)
+
+
+def validate_smc(num_particles: int, populations: int, moves: int, target_ess: float) -> None:
+    if populations < 1 or num_particles % populations or num_particles // populations < 2:
+        raise UserInputError(f"SMC splits {num_particles} particles into {populations} populations: "
+                             "the particles must be a multiple of the populations, at least 2 each")
+    if moves < 1:
+        raise UserInputError(f"SMC needs at least 1 MH move per temperature, got {moves}")
+    if not 0 < target_ess < 1:
+        raise UserInputError(f"the SMC target ESS fraction must be in (0, 1), got {target_ess}")
+
+
+def _run_smc(world, target, alpha, num_particles, seed, settings, progress, start) -> LevelSetPosterior:
+    from pplevelset.infer.smc import run_smc
+
+    density = ParticleDensity(level_set_model, (world, target, alpha, num_particles))
+    generator = torch.Generator(device=target.device).manual_seed(seed)
+    populations = settings["populations"]
+    with torch.no_grad():
+        result = run_smc(density, generator, populations, moves=settings["moves"],
+                         target_ess=settings["target_ess"], progress=progress)
+    if target.device.type == "cuda":
+        torch.cuda.synchronize(target.device)
+    elapsed = time.perf_counter() - start
+    state, per = result.state, num_particles // populations
+    z = density.constrain(state.z_unconstrained)["z"]
+    grouped = lambda value: value.reshape((populations, per) + value.shape[1:]).cpu()
+    traces = {"z": grouped(z), "prediction_probs": grouped(state.predictions),
+              "lp": grouped(state.log_prior + state.log_likelihood), "log_likelihood": grouped(state.log_likelihood),
+              "acceptance_rate": grouped(result.info.acceptance_prob), "step_size": grouped(state.step_size)}
+    log_evidence = result.log_evidence.cpu()
+    stats = {"log_evidence": float(torch.logsumexp(log_evidence, 0) - math.log(populations)),
+             "log_evidence_per_population": [float(v) for v in log_evidence],
+             "num_temperatures": int(result.stages["beta"].shape[-1])}
+    return LevelSetPosterior(world, target, settings, z, state.predictions, traces=traces, elapsed_s=elapsed,
+                             stats=stats, stages={k: v.cpu() for k, v in result.stages.items()})
 
 
 def _run_rwmh(world, target, alpha, num_particles, warmup, steps, seed, step_size, recorder) -> None:

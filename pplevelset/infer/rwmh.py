@@ -41,13 +41,19 @@ class RWInfo(NamedTuple):
     is_invalid: torch.Tensor  # (N,) bool: the proposal's density was NaN or infinite (rejected)
 
 
-def tempered(log_prior: torch.Tensor, log_likelihood: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
-    """``log_prior + beta * log_likelihood``, with ``0 * -inf = 0`` so beta = 0 is the prior exactly."""
-    if beta == 1.0:
-        return log_prior + log_likelihood
-    if beta == 0.0:
-        return log_prior
-    return log_prior + beta * log_likelihood
+def tempered(log_prior: torch.Tensor, log_likelihood: torch.Tensor,
+             beta: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """``log_prior + beta * log_likelihood`` with ``0 * -inf = 0``, so beta = 0 is the prior exactly.
+
+    ``beta`` is a number or a per-particle tensor (tempered SMC runs populations at different betas).
+    """
+    if not torch.is_tensor(beta):
+        if beta == 1.0:
+            return log_prior + log_likelihood
+        if beta == 0.0:
+            return log_prior
+    return log_prior + torch.where(torch.as_tensor(beta) == 0, torch.zeros_like(log_likelihood),
+                                   beta * log_likelihood)
 
 
 def init(z_unconstrained: torch.Tensor, log_density_fn: Callable[[torch.Tensor], Density],
@@ -60,7 +66,7 @@ def init(z_unconstrained: torch.Tensor, log_density_fn: Callable[[torch.Tensor],
 
 
 def step(generator: torch.Generator, state: RWState, log_density_fn: Callable[[torch.Tensor], Density],
-         *, beta: float = 1.0, adapt_rate: float = 0.0,
+         *, beta: float | torch.Tensor = 1.0, adapt_rate: float = 0.0,
          target_accept: float = TARGET_ACCEPT) -> tuple[RWState, RWInfo]:
     """One MH step of every particle against ``p(z) p(target | z)^beta``.
 

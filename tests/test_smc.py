@@ -1,0 +1,92 @@
+"""Tempered SMC: mode proportions and log evidence against a grid, tempering to exactly 1, robustness."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import HoleWorld, TwoModeWorld, grid_posterior
+
+import pplevelset as pls
+from pplevelset.infer.smc import next_beta, run_smc, systematic_resample
+from pplevelset.model import ParticleDensity, level_set_model
+
+SPEC, ALPHA, PARTICLES = "outside=0.95", 30.0, 4000
+
+
+@pytest.fixture(scope="module")
+def exact():
+    world = TwoModeWorld()
+    target = pls.parse_target(SPEC, world.classes)
+    weights, points, log_z = grid_posterior(world, target, ALPHA, [np.linspace(-7, 8, 1201), np.linspace(-6, 6, 241)],
+                                            evidence=True)
+    return {"mass_right": float(weights[points[:, 0] > 0].sum()), "log_z": log_z}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_smc_gets_mode_masses_and_evidence_right(exact, seed):
+    """Exact: 83% of the mass in the right-hand mode, log Z about -0.016 nats. The issue's bars are
+    0.03 in mode fraction and 0.15 nats; with 4,000 particles the Monte Carlo error of the fraction
+    is ~0.006 (0.012 with SMC's resampling) and of log Z a few hundredths."""
+    post = pls.sample(TwoModeWorld(), SPEC, alpha=ALPHA, num_particles=PARTICLES, kernel="smc", seed=seed,
+                      progress=False)
+    right = float((post.z[:, 0] > 0).double().mean())
+    assert abs(right - exact["mass_right"]) < 0.03, (right, exact["mass_right"])
+    assert abs(post.stats["log_evidence"] - exact["log_z"]) < 0.15, (post.stats["log_evidence"], exact["log_z"])
+    assert post.stages["beta"][:, -1].eq(1.0).all()  # tempering ends at beta = 1 exactly
+
+
+def test_independent_mh_chains_get_the_proportions_wrong(exact):
+    """Documents the problem SMC solves: chains keep the share of starts near each mode (measured here:
+    about 0.74 on the right against the exact 0.83, with the same particle count)."""
+    post = pls.sample(TwoModeWorld(), SPEC, alpha=ALPHA, num_particles=PARTICLES, warmup=300, steps=50, seed=0,
+                      progress=False)
+    right = float((post.z[:, 0] > 0).double().mean())
+    assert exact["mass_right"] - right > 0.05, right
+
+
+def test_smc_is_reproducible_and_seeds_differ():
+    runs = [pls.sample("toy", "a=0.8", alpha=20, num_particles=400, kernel="smc", seed=s, progress=False)
+            for s in (5, 5, 6)]
+    assert torch.equal(runs[0].z, runs[1].z) and runs[0].stats == runs[1].stats
+    assert not torch.equal(runs[0].z, runs[2].z)
+
+
+def test_nan_likelihood_weighs_zero_and_weights_stay_finite():
+    post = pls.sample(HoleWorld(), "ambiguous", alpha=5, num_particles=800, kernel="smc", seed=0, progress=False)
+    assert np.isfinite(post.stats["log_evidence"])
+    assert torch.isfinite(post.traces["log_likelihood"]).all()
+    assert (post.z[:, 0] <= 1.0).all()
+
+
+def test_next_beta_hits_the_ess_fraction_or_one():
+    log_likelihood = torch.tensor([[-1.0, -2.0, -50.0, -float("inf")] * 25, [0.0, -1e-3, -2e-3, -1e-3] * 25])
+    beta = next_beta(log_likelihood, torch.zeros(2), 0.5)
+    assert beta[1] == 1.0  # nearly flat likelihood: straight to the posterior
+    delta = beta[0]
+    weights = torch.where(torch.isneginf(log_likelihood[0]), torch.tensor(0.0), torch.exp(delta * log_likelihood[0]))
+    ess = weights.sum() ** 2 / (weights ** 2).sum()
+    assert 0 < beta[0] < 1 and ess == pytest.approx(50, rel=1e-3)
+
+
+def test_systematic_resampling_follows_the_weights():
+    generator = torch.Generator().manual_seed(0)
+    log_weights = torch.log(torch.tensor([[0.5, 0.25, 0.25, 0.0]]))
+    counts = torch.bincount(systematic_resample(log_weights.repeat(1, 25).reshape(1, -1), generator)[0] % 4,
+                            minlength=4)
+    assert counts.tolist() == [50, 25, 25, 0]
+
+
+def test_the_temperature_cap_warns_and_still_ends_at_one(toy):
+    target = pls.parse_target("a=0.98", toy.classes)
+    density = ParticleDensity(level_set_model, (toy, target, 200.0, 200))
+    with pytest.warns(RuntimeWarning, match="cap of 2 temperatures"):
+        result = run_smc(density, torch.Generator().manual_seed(0), num_populations=2, moves=2, max_stages=2,
+                         progress=False)
+    assert result.stages["beta"][:, -1].eq(1.0).all()
+    assert torch.isfinite(result.log_evidence).all()
+
+
+def test_bad_smc_settings_are_user_errors():
+    with pytest.raises(pls.UserInputError, match="populations"):
+        pls.sample("toy", "ambiguous", num_particles=10, kernel="smc", populations=3, progress=False)
+    with pytest.raises(pls.UserInputError, match="move"):
+        pls.sample("toy", "ambiguous", num_particles=12, kernel="smc", moves=0, progress=False)
