@@ -69,10 +69,18 @@ def save_checkpoint(state_dict: dict, folder: str, name: str, card: dict,
     return card_path
 
 
+def _train_hint(folder: str, name: str) -> str:
+    """The ``pplevelset train`` command that writes ``folder/name``."""
+    from pplevelset.nets import TRAINERS
+
+    command = folder if folder in TRAINERS else f"{folder}-{name}"
+    return f"`pplevelset train {command}`" if command in TRAINERS else "its training command"
+
+
 def read_card(folder: str, name: str) -> dict:
     path = models_dir() / folder / f"{name}.json"
     if not path.is_file():
-        raise CheckpointError(f"no model card {path}; train it with `pplevelset train {folder}`")
+        raise CheckpointError(f"no model card {path}; train it with {_train_hint(folder, name)}")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -84,7 +92,7 @@ def verify(folder: str, name: str) -> dict:
     card = read_card(folder, name)
     weights = models_dir() / folder / card.get("file", f"{name}.pt")
     if not weights.is_file():
-        raise CheckpointError(f"checkpoint {weights} is missing; train it with `pplevelset train {folder}`")
+        raise CheckpointError(f"checkpoint {weights} is missing; train it with {_train_hint(folder, name)}")
     actual = sha256_file(weights)
     if actual != card.get("sha256"):
         raise CheckpointError(f"checkpoint {weights} is corrupted or replaced: SHA-256 {actual[:12]}... "

@@ -1,0 +1,129 @@
+"""The shipped MNIST networks, the two MNIST worlds, and a smoke run of the three trainers."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from pplevelset import checkpoints
+from pplevelset.data import load_mnist
+from pplevelset.nets import mnist as nets
+from pplevelset.worlds import load_world
+
+NAMES = ("classifier", "vae", "gan")
+
+
+@pytest.fixture(scope="module")
+def vae_world():
+    return load_world("mnist-vae")
+
+
+@pytest.fixture(scope="module")
+def gan_world():
+    return load_world("mnist-gan")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_checkpoint_matches_its_card(name):
+    card = checkpoints.verify("mnist", name)
+    assert card["sha256"] == checkpoints.sha256_file(checkpoints.models_dir() / "mnist" / card["file"])
+    assert card["command"] == f"pplevelset train mnist-{name} --seed 0"
+    assert card["seed"] == 0 and card["metrics"] and card["train_time_s"] > 0
+    assert card["data"]["train_size"] == 4500
+    module, _ = nets.load_trained(name)
+    assert type(module).__name__ == card["architecture"]["class"].rsplit(".", 1)[1]
+    assert not module.training and not any(p.requires_grad for p in module.parameters())
+
+
+def test_shipped_models_are_small():
+    folder = checkpoints.models_dir() / "mnist"
+    assert sum(path.stat().st_size for path in folder.iterdir()) < 10 * 2**20
+    assert (folder / "gan_samples.png").is_file()
+
+
+def test_classifier_accuracy_on_held_out_bundled_digits(vae_world):
+    images, labels = load_mnist("test")
+    with torch.no_grad():
+        accuracy = (vae_world.classify(images).argmax(-1) == labels).float().mean().item()
+    assert accuracy >= 0.95
+    recorded = checkpoints.read_card("mnist", "classifier")["metrics"]["test_accuracy"]
+    assert abs(accuracy - recorded) <= 0.004  # at most two digits differ across platforms
+
+
+def test_vae_decodes_bernoulli_means():
+    vae, _ = nets.load_trained("vae")
+    with torch.no_grad():
+        images = vae.decode(torch.randn(7, 5))
+    assert images.shape == (7, 1, 28, 28)
+    assert images.min() >= 0 and images.max() <= 1 and images.std() > 0.1
+
+
+def test_gan_generator_output_and_batch_independence():
+    generator, card = nets.load_trained("gan")
+    z = torch.randn(100, 5, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        images = generator(z)
+        alone = generator(z[:3])
+    assert images.shape == (100, 1, 28, 28)
+    assert images.min() >= 0 and images.max() <= 1 and images.std() > 0.1
+    assert torch.allclose(images[:3], alone, atol=1e-5)  # batch norm in eval mode: per-sample
+    assert sum(card["metrics"]["classifier_class_histogram"].values()) == 1000
+
+
+@pytest.mark.parametrize("world_fixture", ["vae_world", "gan_world"])
+def test_world_shapes_with_extra_batch_dims(world_fixture, request):
+    world = request.getfixturevalue(world_fixture)
+    assert world.classes == tuple("0123456789") and world.latent_dim == 5 and world.differentiable
+    assert set(world.checkpoints) == {f"{folder}/{name}" for folder, name in world.required_checkpoints}
+    prior = world.prior()
+    assert prior.event_shape == (5,) and prior.batch_shape == ()
+    z = prior.sample((2, 3))
+    assert z.shape == (2, 3, 5) and prior.log_prob(z).shape == (2, 3)
+    with torch.no_grad():
+        x = world.decode(z)
+        probabilities = world.classify(x)
+        flat = world.predict(z.reshape(6, 5))
+    assert x.shape == (2, 3, 1, 28, 28) and probabilities.shape == (2, 3, 10)
+    assert torch.allclose(probabilities.sum(-1), torch.ones(2, 3), atol=1e-5)
+    assert torch.allclose(probabilities.reshape(6, 10), flat, atol=1e-5)
+
+
+@pytest.mark.parametrize("world_fixture", ["vae_world", "gan_world"])
+def test_prediction_gradients_are_finite_and_non_zero(world_fixture, request):
+    world = request.getfixturevalue(world_fixture)
+    z = world.prior().sample((4,)).requires_grad_(True)
+    log_probability_of_one = world.predict(z)[..., 1].clamp_min(1e-12).log().sum()
+    (gradient,) = torch.autograd.grad(log_probability_of_one, z)
+    assert torch.isfinite(gradient).all() and (gradient.abs().sum(-1) > 0).all()
+
+
+# --- trainers, on a tiny IDX folder for speed -----------------------------------------------
+
+def _write_tiny_mnist(folder, n_train=128, n_test=64):
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = np.arange(n, dtype=np.uint8) % 10
+        for stem, array, magic in ((f"{prefix}-images-idx3-ubyte", images, 2051),
+                                   (f"{prefix}-labels-idx1-ubyte", labels, 2049)):
+            header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
+            (folder / f"{stem}.gz").write_bytes(gzip.compress(header + array.tobytes()))
+
+
+def test_trainers_write_verifiable_cards(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    _write_tiny_mnist(data)
+    for name, train in (("classifier", nets.train_classifier), ("vae", nets.train_vae),
+                        ("gan", nets.train_gan)):
+        metrics = train(seed=3, epochs=1, data_root=data, out=tmp_path / "models", progress=False)
+        module, card = nets.load_trained(name, root=tmp_path / "models")
+        assert card["metrics"] == metrics
+        assert card["command"] == f"pplevelset train mnist-{name} --seed 3 --epochs 1 --data-root {data}"
+        assert card["data"]["train_size"] == 128
+    assert (tmp_path / "models" / "mnist" / "gan_samples.png").is_file()
+    nets.train_classifier(seed=3, epochs=1, data_root=data, out=tmp_path / "again", progress=False)
+    again = checkpoints.sha256_file(tmp_path / "again" / "mnist" / "classifier.pt")
+    assert again == checkpoints.sha256_file(tmp_path / "models" / "mnist" / "classifier.pt")  # deterministic
