@@ -14,13 +14,18 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: venv
-	$(BIN)/pplevelset sample toy --target ambiguous --out runs/demo --overwrite
+	$(BIN)/pplevelset sample houses --target ambiguous --particles 300 --warmup 200 --steps 100 \
+		--out runs/demo --overwrite
+	@echo "look at runs/demo/samples.png"
 
 test: venv
 	$(BIN)/python -m pytest -q
 
 test-slow: venv
 	$(BIN)/python -m pytest -q -m slow
+
+reproduce: venv
+	$(BIN)/pplevelset reproduce all
 
 clean:
 	rm -rf runs .pytest_cache
