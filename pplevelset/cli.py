@@ -149,6 +149,7 @@ def format_summary(s: dict) -> str:
         ess = "n/a" if s.get("ess_bulk_min") is None else f"{s['ess_bulk_min']:.0f}"
         lines.append(f"acceptance {s['acceptance_rate']:.3f}, R-hat max {rhat}, ESS bulk min {ess}")
         lines.append(s["burn_in"])
+        lines.extend(f"warning: {text}" for text in s.get("warnings", []))
     if "log_evidence" in s:
         lines.append(f"log evidence log p(target) = {s['log_evidence']:.4f} "
                      f"(populations: {', '.join(f'{v:.3f}' for v in s['log_evidence_per_population'])})")

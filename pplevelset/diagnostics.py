@@ -28,6 +28,25 @@ def _extreme(dataset, reduce) -> float:
     return float(reduce([reduce(np.asarray(value)) for value in dataset.data_vars.values()]))
 
 
+LOW_ACCEPTANCE = {"rwmh": 0.1, "nuts": 0.5}  # far below the targets 0.234 (rwmh) and 0.8 (nuts)
+HIGH_RHAT = 1.1
+
+
+def run_warnings(kernel: str, acceptance_rate: float, rhat_max: float | None, warmup: int | None) -> list[str]:
+    """What a careful reader of the diagnostics would point out, in plain sentences."""
+    found = []
+    floor = LOW_ACCEPTANCE.get(kernel)
+    if floor is not None and acceptance_rate < floor:
+        found.append(f"acceptance {acceptance_rate:.3f} is far below what the warm-up aims for: the chains barely "
+                     f"move, so their states are strongly correlated; increase the warm-up (now {warmup}) so the "
+                     "step sizes can adapt")
+    if rhat_max is not None and rhat_max > HIGH_RHAT:
+        found.append(f"R-hat {rhat_max:.2f} > {HIGH_RHAT}: each particle explored only part of the level set in "
+                     "the recorded steps, or particles sit in modes they do not leave; run more steps, or use "
+                     "the smc kernel for the right share of particles in each mode")
+    return found
+
+
 @dataclass(frozen=True)
 class BurnInVerdict:
     """Whether the chains had stopped drifting when sampling began, and what to do if not."""
@@ -72,7 +91,7 @@ def burn_in_check(log_likelihood: np.ndarray, warmup: int) -> BurnInVerdict:
         direction = "still rising" if drift < 0 else "still falling"
         message = (f"burn-in too short: the log-likelihood was {direction} when sampling began "
                    f"(early minus late {drift:+.3g}, {z_score:+.1f} standard errors); "
-                   f"increase --warmup (try --warmup {max(2 * warmup, 200)})")
+                   f"increase the warm-up (try warmup={max(2 * warmup, 200)}, --warmup on the command line)")
     return BurnInVerdict(ok, drift, float(z_score), message)
 
 

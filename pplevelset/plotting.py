@@ -15,6 +15,12 @@ from matplotlib.figure import Figure
 CLASS_COLORS = plt.get_cmap("tab10").colors
 
 
+def _subplots(*args, figsize, **kwargs):
+    """A figure outside pyplot's global state: a notebook shows it once, and loops do not leak it."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
+
+
 def _label(probs: torch.Tensor, classes, top: int = 2) -> str:
     values, index = probs.topk(min(top, len(classes)))
     return "  ".join(f"{classes[i]} {v:.2f}" for v, i in zip(values.tolist(), index.tolist()))
@@ -26,7 +32,7 @@ def image_grid(images: torch.Tensor, predictions: torch.Tensor, classes, title: 
     n = images.shape[0]
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.45 * ncols, 1.6 * nrows + 0.4), squeeze=False)
+    fig, axes = _subplots(nrows, ncols, figsize=(1.45 * ncols, 1.6 * nrows + 0.4), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k >= n:
@@ -47,7 +53,7 @@ def latent_scatter(world, z_all: torch.Tensor, kept_z: torch.Tensor, predictions
                    title: str = "") -> Figure:
     """For worlds without images: particles in the first two latent dims, coloured by predicted
     class, over the classifier's decision regions when the latent space is 2-D."""
-    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    fig, ax = _subplots(figsize=(5.2, 4.6))
     z_all, kept_z = z_all.detach().cpu(), kept_z.detach().cpu()
     if world.latent_dim == 2:
         lo, hi = z_all.min(0).values - 1, z_all.max(0).values + 1
@@ -108,7 +114,7 @@ def trace_figure(traces: dict, warmup_traces: dict | None, verdict, thin: int = 
         parts = [(x_warm, warm[name])] if name in warm else []
         return parts + [(x_sample, traces[name])]
 
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5))
+    fig, axes = _subplots(2, 2, figsize=(10, 6.5))
     (ax_ll, ax_z), (ax_acc, ax_step) = axes
     for x, values in both("log_likelihood"):
         _band(ax_ll, x, values, "tab:blue", None)
@@ -151,7 +157,7 @@ def smc_figure(stages: dict) -> Figure:
     """SMC's ``trace.png``: beta, ESS before resampling, acceptance and proposal scale per temperature,
     one line per population."""
     stages = {name: np.asarray(value) for name, value in stages.items()}
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5))
+    fig, axes = _subplots(2, 2, figsize=(10, 6.5))
     titles = {"beta": "inverse temperature beta", "ess": "ESS of the incremental weights",
               "acceptance_rate": "MH acceptance (mean of the moves)", "step_size": "proposal scale"}
     for ax, (name, title) in zip(axes.flat, titles.items()):
@@ -188,3 +194,108 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
         plt.close(fig)
         Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def latent_scatter_3d(panels, categories, colors=None, axis_labels=("w", "h", "t"), title: str = "",
+                      max_points: int | None = 3000, seed: int = 0, ncols: int | None = None) -> Figure:
+    """Side-by-side 3-D scatters of latents, coloured by category (e.g. the predicted class).
+
+    :param panels: a list of ``(title, z, labels)``: ``z`` ``(n, >=3)`` (the first three columns are
+        plotted), ``labels`` ``(n,)`` integer indices into ``categories``.
+    :param categories: legend names of the label values.
+    :param colors: one colour per category (default: the class colours).
+    :param max_points: at most this many points per panel (a fixed random subset), to stay readable.
+    :param ncols: panels per row (default: all in one row). All panels share their axis limits.
+
+    Example::
+
+        fig = latent_scatter_3d([("prior", z, labels)], ["house", "rocket"])
+    """
+    colors = list(colors) if colors is not None else [CLASS_COLORS[k % 10] for k in range(len(categories))]
+    prepared = []
+    for name, z, labels in panels:
+        z, labels = torch.as_tensor(z).detach().cpu().float(), torch.as_tensor(labels).detach().cpu()
+        if max_points is not None and z.shape[0] > max_points:
+            keep = torch.randperm(z.shape[0], generator=torch.Generator().manual_seed(seed))[:max_points]
+            z, labels = z[keep], labels[keep]
+        prepared.append((name, z[:, :3].numpy(), labels.numpy()))
+    everything = np.concatenate([z for _, z, _ in prepared]) if prepared else np.zeros((0, 3))
+    lo, hi = (everything.min(0), everything.max(0)) if len(everything) else (np.zeros(3), np.ones(3))
+    ncols = max(1, min(ncols or len(prepared), len(prepared)))
+    nrows = max(1, math.ceil(len(prepared) / ncols))
+    fig = Figure(figsize=(4.6 * ncols, 4.6 * nrows))
+    for index, (name, z, labels) in enumerate(prepared):
+        ax = fig.add_subplot(nrows, ncols, index + 1, projection="3d")
+        ax.set_box_aspect(None, zoom=0.85)  # leave room for the z label
+        for k, category in enumerate(categories):
+            chosen = labels == k
+            ax.scatter(z[chosen, 0], z[chosen, 1], z[chosen, 2], s=3, alpha=0.55, color=colors[k],
+                       label=f"{category} ({int(chosen.sum())})", depthshade=False)
+        ax.set_xlim(lo[0], hi[0])
+        ax.set_ylim(lo[1], hi[1])
+        ax.set_zlim(lo[2], hi[2])
+        ax.set_xlabel(axis_labels[0], fontsize=8)
+        ax.set_ylabel(axis_labels[1], fontsize=8)
+        ax.set_zlabel(axis_labels[2], fontsize=8)
+        ax.tick_params(labelsize=6)
+        ax.set_title(f"{name} (n = {len(z)})", fontsize=9)
+        ax.legend(fontsize=6.5, loc="upper left", markerscale=3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def tsne_map(prior_z, prior_predictions, posteriors: dict, classes, highlight: dict | None = None,
+             title: str = "", random_state: int = 0, perplexity: float = 30.0) -> Figure:
+    """t-SNE maps of latents (the paper's Figure 4): prior draws in light colours by predicted class,
+    each posterior's latents dark on top, one panel per posterior, all from one shared embedding.
+
+    :param prior_z: ``(M, d)`` prior draws; ``prior_predictions`` ``(M, L)`` their classifier outputs.
+    :param posteriors: panel title -> ``(n_k, d)`` posterior latents.
+    :param classes: class names, for the legend.
+    :param highlight: panel title -> class indices coloured in that panel, the rest grey (the paper's
+        1vs7 and 8vs9 panels); panels not named colour every class.
+    :param random_state: fixes the embedding (scikit-learn's ``TSNE``, PCA initialisation).
+
+    Example::
+
+        fig = tsne_map(prior_z, world.predict(prior_z), {"1vs7": post.z}, world.classes, {"1vs7": [1, 7]})
+    """
+    from sklearn.manifold import TSNE
+
+    as_array = lambda value: torch.as_tensor(value).detach().cpu().double().numpy()
+    prior = as_array(prior_z)
+    labels = torch.as_tensor(prior_predictions).detach().cpu().argmax(-1).numpy()
+    blocks = [as_array(z) for z in posteriors.values()]
+    stacked = np.concatenate([prior, *blocks]) if blocks else prior
+    perplexity = float(min(perplexity, max(1.0, (stacked.shape[0] - 1) / 3)))
+    embedded = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=random_state).fit_transform(stacked)
+    prior_xy, start, panels = embedded[:prior.shape[0]], prior.shape[0], []
+    for name, block in zip(posteriors, blocks):
+        panels.append((name, embedded[start:start + block.shape[0]]))
+        start += block.shape[0]
+    fig, axes = _subplots(1, max(1, len(panels)), figsize=(4.6 * max(1, len(panels)), 4.8), squeeze=False)
+    for ax, (name, posterior_xy) in zip(axes.flat, panels):
+        chosen = None if highlight is None or highlight.get(name) is None else set(highlight[name])
+        grey = np.zeros(labels.shape, dtype=bool)
+        for k, class_name in enumerate(classes):
+            mask = labels == k
+            if chosen is not None and k not in chosen:
+                grey |= mask
+            elif mask.any():
+                ax.scatter(prior_xy[mask, 0], prior_xy[mask, 1], s=4, alpha=0.35, linewidths=0,
+                           color=CLASS_COLORS[k % 10], label=f"prior, predicted {class_name}")
+        if grey.any():
+            ax.scatter(prior_xy[grey, 0], prior_xy[grey, 1], s=4, alpha=0.35, linewidths=0, color="0.7",
+                       label="prior, other classes", zorder=0)
+        ax.scatter(posterior_xy[:, 0], posterior_xy[:, 1], s=7, color="black", linewidths=0,
+                   label=f"posterior ({posterior_xy.shape[0]})")
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.legend(fontsize=6, markerscale=2, loc="best", framealpha=0.7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -13,7 +13,7 @@ import torch
 import xarray as xr
 
 from pplevelset import metrics
-from pplevelset.diagnostics import BurnInVerdict, burn_in_check, convergence
+from pplevelset.diagnostics import BurnInVerdict, burn_in_check, convergence, run_warnings
 from pplevelset.world import World
 
 SAMPLE_STATS = ("lp", "log_likelihood", "acceptance_rate", "step_size")
@@ -135,6 +135,8 @@ class LevelSetPosterior:
                 "burn_in_ok": bool(verdict.ok),
                 "burn_in": verdict.message,
             })
+            out["warnings"] = run_warnings(self.settings.get("kernel"), out["acceptance_rate"], out.get("rhat_max"),
+                                           self.settings.get("warmup"))
         out.update(self.stats)
         out["versions"] = _versions()
         return out

@@ -118,3 +118,33 @@ def test_console_script_reports_bad_input_without_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().startswith("pplevelset: error:") and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_nuts_on_a_world_that_silently_has_no_gradients_is_refused():
+    import numpy as np
+
+    import pplevelset as pls
+    from pplevelset.worlds.toy import ToyWorld
+
+    class NumpyToy(ToyWorld):
+        name = "numpy-toy"
+
+        def classify(self, x):
+            logits = x.detach().numpy() @ self.weight.numpy().T
+            probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+            return torch.as_tensor(probs, dtype=torch.float32)
+
+    with pytest.raises(pls.UserInputError, match="has no gradients.*differentiable = False"):
+        pls.sample(NumpyToy(), "ambiguous", kernel="nuts", num_particles=4, warmup=2, steps=2, progress=False)
+
+
+def test_a_world_from_the_users_own_module(tmp_path, capsys, monkeypatch):
+    (tmp_path / "my_worlds.py").write_text(
+        "from pplevelset.worlds.toy import ToyWorld\n\nclass Mine(ToyWorld):\n    name = 'mine'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "run"
+    code, stdout, stderr = run(["sample", "my_worlds:Mine", "--target", "ambiguous", "--out", str(out), *SMALL], capsys)
+    assert code == 0, stderr
+    assert json.loads((out / "summary.json").read_text())["world"] == "mine"
+    code, _, stderr = run(["sample", "my_worlds:Nope", "--target", "ambiguous", "--out", str(out / "x")], capsys)
+    assert code == 2 and "cannot load world" in stderr

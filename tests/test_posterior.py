@@ -84,7 +84,7 @@ def test_burn_in_check_flags_drift_and_passes_stationary_chains():
     climbing = stationary + np.minimum(0, np.arange(200) - 60)[None, :] * 0.05  # rises for 60 steps
     verdict = burn_in_check(climbing, warmup=100)
     assert not verdict.ok and verdict.drift < 0
-    assert "--warmup 200" in verdict.message
+    assert "warmup=200" in verdict.message
     one_chain = rng.normal(size=(1, 400)) + np.minimum(0, np.arange(400) - 100)[None, :] * 0.1
     assert not burn_in_check(one_chain, warmup=50).ok  # one chain: batch means see a climb this large
     assert burn_in_check(rng.normal(size=(1, 400)), warmup=50).ok
@@ -96,3 +96,13 @@ def test_burn_in_check_on_real_runs():
     long = pls.sample("toy", far, alpha=60, num_particles=400, warmup=300, steps=150, seed=0, progress=False)
     assert not short.burn_in().ok
     assert long.burn_in().ok
+
+
+def test_summary_warns_about_chains_that_barely_move():
+    """Far target, high alpha and almost no warm-up: the step sizes never adapt (acceptance ~0.07)."""
+    stuck = pls.sample("toy", "a=0.97", alpha=100, num_particles=200, warmup=5, steps=100, seed=0,
+                       step_size=3.0, progress=False)
+    warnings = stuck.summary()["warnings"]
+    assert any("acceptance" in text for text in warnings), warnings
+    healthy = pls.sample("toy", "a=0.6", alpha=10, num_particles=200, warmup=200, steps=400, seed=0, progress=False)
+    assert healthy.summary()["warnings"] == []

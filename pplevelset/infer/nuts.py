@@ -20,9 +20,21 @@ from pplevelset.world import World
 
 
 def check_differentiable(world: World) -> None:
+    """Refuse NUTS, in one line, for a world that says (or shows) it has no gradients."""
+    advice = 'use kernel="rwmh" (--kernel rwmh on the command line)'
     if not world.differentiable:
         raise UserInputError(f"world {world.name!r} is not differentiable (differentiable=False), "
-                             "so NUTS cannot run on it; use --kernel rwmh")
+                             f"so NUTS cannot run on it; {advice}")
+    z = world.prior().sample((2,)).requires_grad_(True)
+    try:  # a classifier that leaves torch (scikit-learn, numpy) fails here, not deep inside Pyro
+        (gradient,) = torch.autograd.grad(world.predict(z).sum(), z, allow_unused=True)
+    except RuntimeError as exc:
+        gradient, reason = None, str(exc).splitlines()[0]
+    else:
+        reason = "its predictions do not depend differentiably on z"
+    if gradient is None:
+        raise UserInputError(f"world {world.name!r} has no gradients ({reason}), so NUTS cannot run on it; "
+                             f"set differentiable = False on the world and {advice}")
 
 
 def run_nuts(world: World, target: torch.Tensor, alpha: float, num_particles: int, warmup: int,

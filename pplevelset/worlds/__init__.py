@@ -1,6 +1,8 @@
 """The registry of worlds: ``register`` a factory under a name, ``load_world`` it by name.
 
-Built-in worlds are imported only when first loaded, so ``toy`` needs no checkpoints.
+Built-in worlds are imported only when first loaded, so ``toy`` needs no checkpoints. A name of the
+form ``package.module:WorldClass`` imports a world from the user's own code, so the command line
+can sample worlds written outside this package (``pls.register`` lasts only for the process).
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ def world_class(name: str) -> Callable[[], World]:
     if name in _BUILTIN:
         module, attr = _BUILTIN[name].split(":")
         return getattr(importlib.import_module(module), attr)
+    if ":" in name:  # "package.module:WorldClass": a world from the user's own code, for the CLI too
+        module, _, attr = name.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise UserInputError(f"cannot load world {name!r}: {exc}") from None
     raise UserInputError(f"unknown world {name!r}; known worlds: {', '.join(names())}")
 
 
