@@ -25,7 +25,7 @@ def confidence(target: torch.Tensor, predictions: torch.Tensor) -> dict[str, flo
 
     When the target ties several classes (``ambiguous``, ``0.5,0.5``), each sample counts the
     probability of whichever tied class the classifier favours, so a 50/50 target reads as the
-    classifier's top probability (the paper's "51.0%" for ambiguous houses).
+    classifier's top probability (always >= 0.5 for two classes).
     """
     top = target.max()
     tied = (target >= top - 1e-6).to(predictions.device)

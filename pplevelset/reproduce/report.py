@@ -53,7 +53,7 @@ class Report:
 
     def markdown(self) -> str:
         header = (f"# {self.title}\n\nProduced by `{self.command}` in {self.elapsed():.0f} s on "
-                  f"{platform.processor() or platform.machine()} with {torch.get_num_threads()} torch threads "
+                  f"{platform.processor() or platform.machine()} with torch threads = {torch.get_num_threads()} "
                   f"(torch {torch.__version__.split('+')[0]}), {time.strftime('%Y-%m-%d')}.\n")
         return "\n".join([header, *self.blocks])
 
