@@ -127,3 +127,32 @@ def test_trainers_write_verifiable_cards(tmp_path):
     nets.train_classifier(seed=3, epochs=1, data_root=data, out=tmp_path / "again", progress=False)
     again = checkpoints.sha256_file(tmp_path / "again" / "mnist" / "classifier.pt")
     assert again == checkpoints.sha256_file(tmp_path / "models" / "mnist" / "classifier.pt")  # deterministic
+
+
+# --- sampling on the MNIST worlds (issue 4) ----------------------------------------------------
+
+def test_rwmh_toward_one_or_seven_raises_their_probability(vae_world):
+    import pplevelset as pls
+
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        z = vae_world.prior().sample((2000,))
+    with torch.no_grad():
+        prior_mass = float(vae_world.predict(z)[:, [1, 7]].sum(-1).mean())  # about 0.17
+    post = pls.sample(vae_world, "1=0.46,7=0.46", alpha=10.0, num_particles=64, warmup=50, steps=20, seed=0,
+                      progress=False)
+    posterior_mass = float(post.predictions()[:, [1, 7]].sum(-1).mean())
+    assert posterior_mass > prior_mass + 0.2  # about 0.58 after 70 steps
+    assert post.traces["z"].shape == (64, 20, 5)
+
+
+def test_nuts_runs_a_few_steps_on_mnist_vae(vae_world):
+    import pplevelset as pls
+
+    # warmup=2: with 5 warm-up steps Pyro's step size falls to ~0.01 and every tree reaches the
+    # maximum depth of 8 (~30 s); pls.sample has no max_tree_depth to pass.
+    post = pls.sample(vae_world, "1=0.46,7=0.46", kernel="nuts", num_particles=4, warmup=2, steps=3, seed=0,
+                      progress=False)
+    assert post.z.shape == (4, 5) and post.traces["z"].shape == (4, 3, 5)
+    assert torch.isfinite(post.traces["log_likelihood"]).all()
+    assert 0 <= post.delta() < 0.2

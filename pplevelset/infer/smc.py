@@ -10,7 +10,7 @@ Each stage, per population: the next beta is found by bisection so that the effe
 of the incremental weights ``exp((beta' - beta) log_likelihood)`` is ``target_ess`` x M; the
 evidence gains ``log mean(weights)``; systematic resampling; then K batched random-walk MH moves
 (:func:`pplevelset.infer.rwmh.step`) with an isotropic scale set from the cloud's spread and tuned
-to the acceptance rate between stages. P independent populations run in one batch, so R-hat and
+to the population's acceptance rate after every move. P independent populations run in one batch, so R-hat and
 ESS across them mean something. Anchors read: PyMC's ``sample_smc``, BlackJAX's
 ``adaptive_tempered_smc``.
 """
@@ -127,10 +127,15 @@ def run_smc(density: ParticleDensity, generator: torch.Generator, num_population
         accepted = torch.zeros_like(beta)
         for _ in range(moves):
             state, info = rwmh.step(generator, state, density, beta=particle_beta)
-            accepted = accepted + info.acceptance_prob.reshape(num_populations, per).mean(-1)
+            move_acceptance = info.acceptance_prob.reshape(num_populations, per).mean(-1)
+            accepted = accepted + move_acceptance
+            # tune the population's scale after every move from its mean acceptance (a statistic of
+            # the whole population, as between stages), so narrow late temperatures are met within a stage
+            scale_factor = (scale_factor * torch.exp(move_acceptance - rwmh.TARGET_ACCEPT)).clamp(1e-3, 20.0)
+            state = state._replace(step_size=(scale_factor * 2.38 / math.sqrt(dim) * spread).repeat_interleave(per))
         acceptance = accepted / max(1, moves)
-        scale_factor = (scale_factor * torch.exp(acceptance - rwmh.TARGET_ACCEPT)).clamp(0.05, 20.0)
-        for name, value in zip(stages, (beta, ess, acceptance, scale)):
+        final_scale = scale_factor * 2.38 / math.sqrt(dim) * spread
+        for name, value in zip(stages, (beta, ess, acceptance, final_scale)):
             stages[name].append(value)
         bar.n = int(1000 * float(beta.min()))
         bar.set_postfix_str(f"{float(beta.min()):.3g} (stage {stage + 1})", refresh=False)
