@@ -24,6 +24,9 @@ test: venv
 test-slow: venv
 	$(BIN)/python -m pytest -q -m slow
 
+bench: venv
+	$(BIN)/python benchmarks/run.py
+
 reproduce: venv
 	$(BIN)/pplevelset reproduce all
 

@@ -60,12 +60,20 @@ class ParticleDensity:
     Latent sites are concatenated, per particle, into one flat vector of length :attr:`dim`; the
     random walk moves that vector and this object maps it back to constrained values.
 
+    For :func:`level_set_model` itself the densities are computed directly, without recording a
+    Pyro trace: the same sites, distributions and reductions as the trace path (a test checks they
+    agree), at a fraction of the per-call overhead (the trace cost about 5-10% of a step at
+    N = 1000). Any other model, or ``lean=False``, goes through ``poutine.trace``.
+
     :param model: a Pyro model whose every site sits inside ``pyro.plate("particles", N)``.
     :param model_args: positional arguments for ``model``.
+    :param lean: use the direct path when ``model`` is :func:`level_set_model` (default).
     """
 
-    def __init__(self, model: Callable, model_args: tuple = (), model_kwargs: dict | None = None):
+    def __init__(self, model: Callable, model_args: tuple = (), model_kwargs: dict | None = None,
+                 lean: bool = True):
         self.model, self.args, self.kwargs = model, tuple(model_args), dict(model_kwargs or {})
+        self.lean = lean and model is level_set_model and len(self.args) == 4 and not self.kwargs
         with torch.no_grad(), pyro.validation_enabled(False):  # NaN scores are rejected, not raised
             prototype = poutine.trace(model).get_trace(*self.args, **self.kwargs)
         plates = [site for site in prototype.nodes.values() if site["type"] == "sample"
@@ -113,6 +121,8 @@ class ParticleDensity:
 
     def __call__(self, flat: torch.Tensor) -> Density:
         """Score all particles at the unconstrained positions ``flat`` (shape ``(N, dim)``)."""
+        if self.lean:
+            return self._level_set_density(flat)
         unconstrained = self.unpack(flat)
         constrained = {name: self.transforms[name](value) for name, value in unconstrained.items()}
         with pyro.validation_enabled(False):  # a NaN score is a rejected proposal, not an error
@@ -133,6 +143,24 @@ class ParticleDensity:
         probs = trace.nodes.get("probs")
         predictions = probs["value"] if probs is not None else flat.new_zeros(flat.shape[0], 0)
         return Density(log_prior, log_likelihood, predictions)
+
+
+    def _level_set_density(self, flat: torch.Tensor) -> Density:
+        """:func:`level_set_model`'s sites scored directly: prior of ``z`` plus the Jacobian, and
+        the Dirichlet likelihood of the target under the clamped classifier output."""
+        world, target, alpha, _ = self.args
+        transform = self.transforms["z"]
+        unconstrained = flat.reshape((flat.shape[0],) + self.shapes["z"])
+        z = transform(unconstrained)
+        num = flat.shape[0]
+        with pyro.validation_enabled(False):  # as in the trace path: NaN scores are rejected, not raised
+            jacobian = transform.log_abs_det_jacobian(unconstrained, z)
+            log_prior = _per_particle(world.prior().log_prob(z), num) + _per_particle(jacobian, num)
+            probs = world.classify(world.decode(z))
+            concentration = alpha * probs.clamp_min(PROBS_EPS)
+            log_likelihood = _per_particle(
+                dist.Dirichlet(concentration).log_prob(target.expand(concentration.shape)), num)
+        return Density(log_prior, log_likelihood, probs)
 
 
 def _per_particle(log_prob: torch.Tensor, num_particles: int) -> torch.Tensor:

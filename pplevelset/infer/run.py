@@ -149,7 +149,12 @@ def _run_rwmh(world, target, alpha, num_particles, warmup, steps, seed, step_siz
 
 
 class _Recorder:
-    """Preallocated traces on the sampling device, filled one step at a time, moved once at the end."""
+    """Preallocated traces on the sampling device, filled one step at a time, moved once at the end.
+
+    Traces are laid out particles first (ArviZ's chain, draw order) from the start and filled one
+    column per step, so handing them over needs no transposed copy: peak memory is the traces
+    once, not twice.
+    """
 
     def __init__(self, warmup: int, steps: int, thin: int, progress: bool, kernel: str):
         self.warmup, self.steps, self.thin = warmup, steps, thin
@@ -174,7 +179,7 @@ class _Recorder:
 
     def _allocate(self, store: dict, length: int, state: rwmh.RWState, z: torch.Tensor) -> None:
         n = z.shape[0]
-        new = lambda *shape: torch.empty((length, n) + shape, device=z.device, dtype=z.dtype)
+        new = lambda *shape: torch.empty((n, length) + shape, device=z.device, dtype=z.dtype)
         if store is self.traces:
             store["z"] = new(*z.shape[1:])
             store["prediction_probs"] = new(state.predictions.shape[-1])
@@ -196,12 +201,12 @@ class _Recorder:
         if not store:
             self._allocate(store, length, state, z)
         if store is self.traces:
-            store["z"][row] = z
-            store["prediction_probs"][row] = state.predictions
-        store["lp"][row] = state.log_prior + state.log_likelihood
-        store["log_likelihood"][row] = state.log_likelihood
-        store["acceptance_rate"][row] = info.acceptance_prob
-        store["step_size"][row] = state.step_size
+            store["z"][:, row] = z
+            store["prediction_probs"][:, row] = state.predictions
+        store["lp"][:, row] = state.log_prior + state.log_likelihood
+        store["log_likelihood"][:, row] = state.log_likelihood
+        store["acceptance_rate"][:, row] = info.acceptance_prob
+        store["step_size"][:, row] = state.step_size
 
     def record_nuts(self, stage, density, z_unconstrained, accept_prob, step_size) -> None:
         """Adapter for :func:`run_nuts`: score the state and record it like an MH step."""
@@ -217,7 +222,7 @@ class _Recorder:
         self._nuts_step += 1
 
     def posterior(self, world, target, settings, elapsed) -> LevelSetPosterior:
-        as_chains = lambda store: {name: value.transpose(0, 1).contiguous().cpu() for name, value in store.items()}
+        as_chains = lambda store: {name: value.cpu() for name, value in store.items()}  # already (N, T, ...)
         final_z = self.density.constrain(self.state.z_unconstrained)["z"]
         return LevelSetPosterior(world, target, settings, final_z, self.state.predictions,
                                  traces=as_chains(self.traces), warmup_traces=as_chains(self.warmup_traces) or None,

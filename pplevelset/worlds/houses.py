@@ -36,6 +36,7 @@ from pplevelset.distributions import Concatenated, SharedSupportMixture, Truncat
 from pplevelset.nets.houses import HousesCNN
 from pplevelset.render import render
 from pplevelset.world import World
+from pplevelset.worlds.chunks import in_chunks
 
 CLASSES = ("house", "rocket")
 # rows follow CLASSES, columns [w, h, t]: location and scale of each truncated normal
@@ -107,6 +108,8 @@ class HousesWorld(World):
 
     def __init__(self):
         self.classifier, self.classifier_card = load_module(HousesCNN(), "houses", "classifier")
+        # channels-last convolutions: 1.1-1.7x faster on a CPU (benchmarks/, "layout"), the same numbers
+        self.classifier = self.classifier.to(memory_format=torch.channels_last)
 
     def prior(self):
         return houses_prior(self.device)
@@ -117,7 +120,8 @@ class HousesWorld(World):
     def classify(self, x):
         batch_shape = x.shape[:-3]
         weight = next(self.classifier.parameters())
-        logits = self.classifier(x.reshape(-1, *x.shape[-3:]).to(weight.dtype))
+        images = x.reshape(-1, *x.shape[-3:]).to(weight.dtype).contiguous(memory_format=torch.channels_last)
+        logits = in_chunks(self.classifier, images)
         return torch.softmax(logits, dim=-1).to(x.dtype).reshape(*batch_shape, len(self.classes))
 
     def sample_labelled(self, n: int, generator: torch.Generator | None = None):
