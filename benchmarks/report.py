@@ -49,6 +49,8 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 def _ratio(entry: dict | None, key: str) -> str:
     if not entry:
         return "–"
+    if entry[key] is None:
+        return "neither had any"
     prefix = "≥ " if entry.get(key + "_at_least") else ""
     return prefix + _num(entry[key]) + "x"
 
@@ -74,7 +76,8 @@ def _goals(results: dict) -> list[str]:
         if "ratios" in goal:
             measured = ", ".join(f"N={n}: {_num(r)}" for n, r in goal["ratios"].items())
         else:
-            measured = ("≥ " if goal.get("ratio_is_lower_bound") else "") + _num(goal["ratio"]) + "x"
+            measured = ("no hits by either method, no ratio" if goal["ratio"] is None else
+                        ("≥ " if goal.get("ratio_is_lower_bound") else "") + _num(goal["ratio"]) + "x")
             if "rhat_rwmh" in goal:
                 measured += f", R-hat of ours {_num(goal['rhat_rwmh'])}"
         rows.append([name, measured, "**met**" if goal["met"] else "not met"])
