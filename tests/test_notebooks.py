@@ -11,6 +11,8 @@ import importlib.util
 import os
 import sys
 import time
+import warnings
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -22,6 +24,7 @@ NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 KERNEL_NAME = "python3"
 CELL_TIMEOUT_S = 300  # per cell; the notebooks take well under a minute in all on two cores
+SLOW_NOTEBOOK_S = 120
 
 
 def _load_stripper():
@@ -75,7 +78,22 @@ def test_notebook_runs_top_to_bottom(path, kernel_environment):
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     client.execute()  # raises CellExecutionError, naming the cell, if any cell fails
-    print(f"{path.name}: {time.perf_counter() - start:.1f} s")
+    elapsed = time.perf_counter() - start
+    print(f"{path.name}: {elapsed:.1f} s")
+    if elapsed > SLOW_NOTEBOOK_S:  # seen once or twice on a busy runner; say where the time went
+        warnings.warn(f"{path.name} took {elapsed:.0f} s; cells: {_cell_seconds(nb)}", stacklevel=1)
     errors = [output for cell in nb.cells if cell.cell_type == "code" for output in cell.outputs
               if output.output_type == "error"]
     assert not errors, errors
+
+
+def _cell_seconds(nb) -> str:
+    """Each code cell's execution time from nbclient's timing metadata, and the time outside cells."""
+    spans = []
+    for index, cell in enumerate(nb.cells):
+        timing = cell.get("metadata", {}).get("execution", {})
+        if cell.cell_type == "code" and "iopub.execute_input" in timing and "shell.execute_reply" in timing:
+            begin, end = (datetime.fromisoformat(timing[key].replace("Z", "+00:00"))
+                          for key in ("iopub.execute_input", "shell.execute_reply"))
+            spans.append(f"{index}: {(end - begin).total_seconds():.1f} s")
+    return ", ".join(spans)

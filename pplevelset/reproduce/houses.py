@@ -634,7 +634,7 @@ def _add_figures(report, sizes, houses, circles, posts, kept_sets, smc_posts, pr
     fig = latent_scatter_3d(panels, ["nearer the house component", "nearer the rocket component"],
                             colors=["tab:blue", "tab:red"], max_points=None)
     report.figure(fig, "smc_vs_mh.png", "Final states of the ambiguous level set, MH (left) and SMC (right), "
-                  "coloured by the nearer prior component: the mode shares differ")
+                  "coloured by the nearer prior component: compare the share of each mode")
 
     report.figure(diagnostics_figure(posts["ambiguous"]), "trace_ambiguous.png",
                   "MH diagnostics, ambiguous: log-likelihood, z traces, acceptance and step size over warm-up | "
