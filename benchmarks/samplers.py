@@ -49,6 +49,7 @@ import pplevelset as pls
 from pplevelset.infer import rwmh
 from pplevelset.metrics import total_variation
 from pplevelset.model import PROBS_EPS, ParticleDensity, level_set_model
+from timing import sync
 
 logging.getLogger("arviz").setLevel(logging.ERROR)  # "shape validation failed" for one short chain
 
@@ -66,11 +67,6 @@ class Outcome:
     ess: float | None = None  # set by runners whose ESS is not ArviZ's over (chains, draws)
     rhat: float | None = None
     extra: dict = field(default_factory=dict)
-
-
-def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 def ess_rhat(z: np.ndarray) -> tuple[float, float]:
@@ -213,7 +209,7 @@ def run_nuts(world, spec, target, alpha, budget_s, seed, device, nuts_particles=
         library_nuts(world, target, alpha, nuts_particles, warmup, 10**9, seed, record, progress=False)
     except _BudgetSpent:
         pass
-    _sync(device)
+    sync(device)
     elapsed = time.perf_counter() - start
     z = torch.stack(samples, 1).numpy() if samples else np.zeros((nuts_particles, 0, world.latent_dim), np.float32)
     return Outcome(z, None, elapsed, settings={"num_particles": nuts_particles, "warmup": warmup, "steps": z.shape[1]},
@@ -251,7 +247,7 @@ def _pyro_single_chain(kernel, world, target, alpha, budget_s, seed, device, war
             if iteration >= warmup:
                 samples.append(density.constrain(density.pack({k: v.detach() for k, v in params.items()}))["z"].cpu())
             iteration += 1
-    _sync(device)
+    sync(device)
     elapsed = time.perf_counter() - start
     kernel.cleanup()
     z = torch.cat(samples).numpy()[None] if samples else np.zeros((1, 0, world.latent_dim), np.float32)
@@ -313,7 +309,7 @@ def run_prior_rejection(world, spec, target, alpha, budget_s, seed, device, batc
             accepted_p.append(probs[accept].cpu())
             proposed += batch
             prior_hits += int((total_variation(target, probs) < HIT_TV).sum())
-    _sync(device)
+    sync(device)
     elapsed = time.perf_counter() - start
     z = torch.cat(accepted_z).numpy()
     predictions = torch.cat(accepted_p).numpy()

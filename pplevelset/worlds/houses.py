@@ -108,7 +108,7 @@ class HousesWorld(World):
 
     def __init__(self):
         self.classifier, self.classifier_card = load_module(HousesCNN(), "houses", "classifier")
-        # channels-last convolutions: 1.1-1.7x faster on a CPU (benchmarks/, "layout"), the same numbers
+        # channels-last convolutions: 1.3-2x faster on a CPU (`make bench`, "layout"), the same numbers
         self.classifier = self.classifier.to(memory_format=torch.channels_last)
 
     def prior(self):
