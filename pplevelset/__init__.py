@@ -21,7 +21,7 @@ from pplevelset.infer.rwmh import BatchedRandomWalk
 from pplevelset.model import level_set_model
 from pplevelset.posterior import LevelSetPosterior
 from pplevelset.targets import parse_target
-from pplevelset.world import World
+from pplevelset.worlds.base import World
 from pplevelset.worlds import load_world, register
 
 __all__ = ["BatchedRandomWalk", "CheckpointError", "LevelSetPosterior", "UserInputError", "World",

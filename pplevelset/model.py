@@ -17,7 +17,7 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to
 
-from pplevelset.world import World
+from pplevelset.worlds.base import World
 
 PLATE = "particles"
 PROBS_EPS = 1e-6  # floor on classifier probabilities: Dirichlet concentrations must be > 0

@@ -14,7 +14,7 @@ import xarray as xr
 
 from pplevelset import metrics
 from pplevelset.diagnostics import BurnInVerdict, burn_in_check, convergence, run_warnings
-from pplevelset.world import World
+from pplevelset.worlds.base import World
 
 SAMPLE_STATS = ("lp", "log_likelihood", "acceptance_rate", "step_size")
 

@@ -16,7 +16,7 @@ from pyro.infer.autoguide.initialization import init_to_sample
 
 from pplevelset.errors import UserInputError
 from pplevelset.model import ParticleDensity, level_set_model
-from pplevelset.world import World
+from pplevelset.worlds.base import World
 
 
 def check_differentiable(world: World) -> None:

@@ -14,7 +14,7 @@ from pplevelset.infer import rwmh
 from pplevelset.model import ParticleDensity, level_set_model
 from pplevelset.posterior import LevelSetPosterior
 from pplevelset.targets import parse_target
-from pplevelset.world import World
+from pplevelset.worlds.base import World
 from pplevelset.worlds import load_world
 
 KERNELS = ("rwmh", "nuts", "smc")

@@ -11,7 +11,7 @@ import importlib
 from typing import Callable
 
 from pplevelset.errors import UserInputError
-from pplevelset.world import World
+from pplevelset.worlds.base import World
 
 _BUILTIN = {
     "toy": "pplevelset.worlds.toy:ToyWorld",

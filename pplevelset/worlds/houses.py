@@ -35,7 +35,7 @@ from pplevelset.checkpoints import load_module
 from pplevelset.distributions import Concatenated, SharedSupportMixture, TruncatedNormal
 from pplevelset.nets.houses import HousesCNN
 from pplevelset.render import render
-from pplevelset.world import World
+from pplevelset.worlds.base import World
 from pplevelset.worlds.chunks import in_chunks
 
 CLASSES = ("house", "rocket")

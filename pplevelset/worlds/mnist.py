@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pplevelset.nets.mnist import IMAGE_SHAPE, LATENT_DIM, load_trained
-from pplevelset.world import World
+from pplevelset.worlds.base import World
 from pplevelset.worlds.chunks import in_chunks
 
 # For a stride-2, kernel-4, padding-1 transposed convolution, output pixel 2m + r (phase r) reads

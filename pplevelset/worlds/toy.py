@@ -9,7 +9,7 @@ import math
 import pyro.distributions as dist
 import torch
 
-from pplevelset.world import World
+from pplevelset.worlds.base import World
 
 
 class ToyWorld(World):
