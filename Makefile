@@ -19,6 +19,7 @@ demo: venv
 	@echo "look at runs/demo/samples.png"
 
 test: venv
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 test-slow: venv

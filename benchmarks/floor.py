@@ -1,28 +1,34 @@
-"""The floor: an MH step of N particles costs at least one batched decode + classify of N latents.
+"""The floor: a step of N particles costs at least one batched decode + classify of N latents.
 
 For each N we time, interleaved, (a) the bare forward pass ``world.classify(world.decode(z))``
-under ``torch.no_grad`` and (b) one iteration of the driver's loop: ``rwmh.step`` (propose, score
-through :class:`ParticleDensity`, accept) plus the :class:`_Recorder` writing the traces, exactly
-as ``pls.sample`` runs it. The ratio (b)/(a) is what sampling costs beyond the networks.
+under ``torch.no_grad`` and (b) one iteration of the driver's loop for a batched kernel (``rwmh``
+or ``ensemble``): its ``step`` (propose, score through :class:`ParticleDensity`, accept) plus the
+:class:`TraceCollector` writing the traces, exactly as ``pls.sample`` runs it. The ratio (b)/(a)
+is what sampling costs beyond the networks. The ensemble kernel scores its two halves in two
+calls of N/2 particles each.
 """
 
 from __future__ import annotations
 
 import torch
 
-from pplevelset.infer import rwmh
-from pplevelset.infer.run import _Recorder
+from pplevelset.infer import ensemble, rwmh
+from pplevelset.infer.mcmc import TraceCollector, initial_positions
 from pplevelset.model import ParticleDensity, level_set_model
 from timing import interleaved
 
+ALGORITHMS = {"rwmh": rwmh.algorithm, "ensemble": ensemble.algorithm}
 
-def measure_floor(world, target, alpha: float, num_particles: int, repeats: int, device) -> dict:
+
+def measure_floor(world, target, alpha: float, num_particles: int, repeats: int, device,
+                  kernel: str = "rwmh") -> dict:
     density = ParticleDensity(level_set_model, (world, target, alpha, num_particles))
     generator = torch.Generator(device=target.device).manual_seed(0)
-    recorder = _Recorder(warmup=0, steps=repeats + 4, thin=1, progress=False, kernel="rwmh")
+    algorithm = ALGORITHMS[kernel]()
+    collector = TraceCollector(warmup=0, steps=repeats + 4, thin=1, move_names=algorithm.move_names)
     with torch.no_grad():
-        z_unconstrained = rwmh.initial_positions(density, generator)
-        state = rwmh.init(z_unconstrained, density, rwmh.default_step_size(z_unconstrained))
+        z_unconstrained = initial_positions(density, generator)
+        state = algorithm.init(z_unconstrained, density)
     z = density.constrain(z_unconstrained)["z"]
     holder = {"state": state, "iteration": 0}
 
@@ -32,8 +38,8 @@ def measure_floor(world, target, alpha: float, num_particles: int, repeats: int,
 
     def driver_step():
         with torch.no_grad():
-            state, info = rwmh.step(generator, holder["state"], density)
-            recorder.record(holder["iteration"], density, state, info)
+            state, info = algorithm.step(generator, holder["state"], density)
+            collector.record(holder["iteration"], density, state, info, algorithm.step_size(state))
         holder["state"], holder["iteration"] = state, holder["iteration"] + 1
 
     times = interleaved({"forward": forward, "step": driver_step}, repeats, device)

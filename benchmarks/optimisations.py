@@ -1,6 +1,6 @@
 """Each speed-up we tried, measured before/after side by side in one process on the same latents.
 
-- ``grad_mode``: the driver's step (``rwmh.step`` + recorder) under ``torch.no_grad`` (what the
+- ``grad_mode``: the driver's step (``rwmh.step`` + trace collector) under ``torch.no_grad`` (what the
   driver uses) against ``torch.inference_mode``.
 - ``layout``: the networks as trained (NCHW, ``ConvTranspose2d``) against what the worlds now run
   (channels-last convolutions; the VAE/GAN upsampling as sub-pixel convolutions), per part.
@@ -19,23 +19,26 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import time
 
 import torch
 
 import pplevelset as pls
-from pplevelset import metrics, render
+from pplevelset import metrics
 from pplevelset.infer import rwmh
-from pplevelset.infer.run import _Recorder
+from pplevelset.infer.mcmc import TraceCollector, initial_positions
 from pplevelset.model import ParticleDensity, level_set_model
 from timing import interleaved, load_average, sync
+
+render = importlib.import_module("pplevelset.worlds.houses.render")  # the module; the package exports its function
 
 
 def _latents(world, target, alpha, num_particles):
     density = ParticleDensity(level_set_model, (world, target, alpha, num_particles))
     generator = torch.Generator(device=target.device).manual_seed(1)
     with torch.no_grad():
-        z_unconstrained = rwmh.initial_positions(density, generator)
+        z_unconstrained = initial_positions(density, generator)
     return density, z_unconstrained, density.constrain(z_unconstrained)["z"]
 
 
@@ -47,13 +50,13 @@ def grad_mode(world, target, alpha, num_particles, repeats, device) -> dict:
         with context():
             state = rwmh.init(z_unconstrained.clone(), density, 0.1)
         runs[name] = {"state": state, "i": 0, "context": context,
-                      "recorder": _Recorder(0, repeats + 4, 1, progress=False, kernel="rwmh")}
+                      "recorder": TraceCollector(0, repeats + 4, 1)}
 
     def stepper(run):
         def step():
             with run["context"]():
                 state, info = rwmh.step(generator, run["state"], density)
-                run["recorder"].record(run["i"], density, state, info)
+                run["recorder"].record(run["i"], density, state, info, state.step_size)
             run["state"], run["i"] = state, run["i"] + 1
         return step
 

@@ -9,7 +9,8 @@ import time
 
 import torch
 
-from pplevelset.worlds.houses import draw, houses_circles_prior
+from pplevelset.worlds.houses.priors import houses_circles_prior
+from pplevelset.worlds.houses.render import draw
 
 
 def median_ms(function, repeats: int) -> float:

@@ -34,7 +34,7 @@ warnings.filterwarnings("ignore", message="ArviZ is undergoing")
 import torch  # noqa: E402
 
 import pplevelset as pls  # noqa: E402
-from pplevelset.infer.run import resolve_device  # noqa: E402
+from pplevelset.infer.config import resolve_device  # noqa: E402
 import floor as floor_module  # noqa: E402
 import optimisations  # noqa: E402
 import report  # noqa: E402

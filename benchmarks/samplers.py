@@ -8,7 +8,7 @@ any method either (our kernels get the predictions for free; the Pyro kernels do
 
 - ``rwmh``: ``pls.sample(kernel="rwmh")``, N particles; steps sized from a calibration of the
   step function, half warm-up, half sampling. Chains = particles.
-- ``nuts``: our NUTS (:func:`pplevelset.infer.nuts.run_nuts`, what ``pls.sample(kernel="nuts")``
+- ``nuts``: our NUTS (:func:`pplevelset.infer.nuts.run`, what ``pls.sample(kernel="nuts")``
   runs), N particles sharing one Pyro state; warm-up sized from the first iterations, then
   sampling until the budget is spent. Chains = particles.
 - ``pyro_nuts_single``: Pyro's ``NUTS`` (defaults: target acceptance 0.8, tree depth 10, diagonal
@@ -46,7 +46,7 @@ from scipy.optimize import minimize
 from scipy.special import gammaln
 
 import pplevelset as pls
-from pplevelset.infer import rwmh
+from pplevelset.infer.mcmc import initial_positions
 from pplevelset.metrics import total_variation
 from pplevelset.model import PROBS_EPS, ParticleDensity, level_set_model
 from timing import sync
@@ -176,39 +176,45 @@ class _BudgetSpent(Exception):
 
 
 def run_nuts(world, spec, target, alpha, budget_s, seed, device, nuts_particles=32, **_):
-    """Our NUTS: ``run_nuts`` (the body of ``pls.sample(kernel="nuts")``), stopped when the budget is spent."""
-    from pplevelset.infer.nuts import run_nuts as library_nuts
+    """Our NUTS (:func:`pplevelset.infer.nuts.run`, what ``pls.sample(kernel="nuts")`` runs), stopped
+    when the budget is spent."""
+    from pplevelset.infer import nuts
+    from pplevelset.infer.config import RunConfig
+
+    def run(warmup, steps, run_seed, on_iteration):
+        config = RunConfig.build(world, target, alpha=alpha, kernel="nuts", num_particles=nuts_particles,
+                                 warmup=warmup, steps=steps, seed=run_seed, device=device, progress=False)
+        density = ParticleDensity(level_set_model, (world, config.target, alpha, nuts_particles))
+        try:
+            nuts.run(config, density, on_iteration=on_iteration)
+        except _BudgetSpent:
+            pass
 
     # calibration: the first iterations of warm-up are the dearest (step-size search, deep trees)
     first = []
 
-    def probe(stage, density, z, accept_prob, step_size):
+    def probe(warming_up, z):
         first.append(time.perf_counter())
         if len(first) == 4:
             raise _BudgetSpent
 
     calibration_start = time.perf_counter()
-    try:
-        library_nuts(world, target, alpha, nuts_particles, 1000, 10, seed + 1, probe, progress=False)
-    except _BudgetSpent:
-        pass
+    run(1000, 10, seed + 1, probe)
     calibration_s = time.perf_counter() - calibration_start
     per_iteration = (first[-1] - first[1]) / max(1, len(first) - 2)
     warmup = int(min(500, max(10, 0.4 * budget_s / max(per_iteration, 1e-6))))
 
     samples, start = [], time.perf_counter()
     deadline = start + budget_s
+    density = ParticleDensity(level_set_model, (world, target, alpha, nuts_particles))
 
-    def record(stage, density, z, accept_prob, step_size):
-        if stage == "sample":
+    def record(warming_up, z):
+        if not warming_up:
             samples.append(density.constrain(z)["z"].detach().cpu())
         if time.perf_counter() > deadline:
             raise _BudgetSpent
 
-    try:
-        library_nuts(world, target, alpha, nuts_particles, warmup, 10**9, seed, record, progress=False)
-    except _BudgetSpent:
-        pass
+    run(warmup, 10**9, seed, record)
     sync(device)
     elapsed = time.perf_counter() - start
     z = torch.stack(samples, 1).numpy() if samples else np.zeros((nuts_particles, 0, world.latent_dim), np.float32)
@@ -220,7 +226,7 @@ def _prior_draw_unconstrained(world, target, alpha, seed):
     density = ParticleDensity(level_set_model, (world, target, alpha, 1))
     generator = torch.Generator(device=target.device).manual_seed(seed + 104729)
     with torch.no_grad():
-        return density, density.unpack(rwmh.initial_positions(density, generator))
+        return density, density.unpack(initial_positions(density, generator))
 
 
 def _pyro_single_chain(kernel, world, target, alpha, budget_s, seed, device, warmup, no_grad):

@@ -7,22 +7,19 @@ Example::
     post.delta(), post.resample(64).z, post.to_arviz()
 """
 
-__version__ = "0.1.0"
-
-import warnings
-
-# ArviZ 0.2x announces its 1.0 refactor on every import; our users did not ask for that notice.
-warnings.filterwarnings("ignore", message="ArviZ is undergoing", category=FutureWarning)
+from pplevelset.version import __version__
 
 from pplevelset import worlds
 from pplevelset.errors import CheckpointError, UserInputError
-from pplevelset.infer.run import sample
-from pplevelset.infer.rwmh import BatchedRandomWalk
+from pplevelset.infer.config import RunConfig
+from pplevelset.infer.driver import run, sample
+from pplevelset.infer.pyro_kernels import BatchedRandomWalk, EnsembleKernel
 from pplevelset.model import level_set_model
 from pplevelset.posterior import LevelSetPosterior
 from pplevelset.targets import parse_target
 from pplevelset.worlds.base import World
 from pplevelset.worlds import load_world, register
 
-__all__ = ["BatchedRandomWalk", "CheckpointError", "LevelSetPosterior", "UserInputError", "World",
-           "level_set_model", "load_world", "parse_target", "register", "sample", "worlds", "__version__"]
+__all__ = ["BatchedRandomWalk", "CheckpointError", "EnsembleKernel", "LevelSetPosterior", "RunConfig", "UserInputError",
+           "World", "level_set_model", "load_world", "parse_target", "register", "run", "sample", "worlds",
+           "__version__"]

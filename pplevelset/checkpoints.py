@@ -9,14 +9,15 @@ card and reads weights with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from pplevelset.errors import CheckpointError
+from pplevelset.files import atomic_write
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -37,62 +38,49 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes it private; a checkpoint is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _base(root: Path | None) -> Path:
+    """``root`` (a trainer's ``out``) if given, else :func:`models_dir`."""
+    return Path(root) if root is not None else models_dir()
 
 
 def save_checkpoint(state_dict: dict, folder: str, name: str, card: dict,
                     root: Path | None = None) -> Path:
     """Write ``<name>.pt`` and its model card (with the SHA-256 filled in); returns the card path."""
-    base = Path(root) if root is not None else models_dir()
+    base = _base(root)
     weights = base / folder / f"{name}.pt"
-    import io
-
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, buffer)
-    _atomic_write(weights, buffer.getvalue())
+    atomic_write(weights, buffer.getvalue())
     card = dict(card, file=weights.name, sha256=sha256_file(weights),
                 torch_version=torch.__version__.split("+")[0])
     card_path = base / folder / f"{name}.json"
-    _atomic_write(card_path, (json.dumps(card, indent=2) + "\n").encode())
+    atomic_write(card_path, (json.dumps(card, indent=2) + "\n").encode())
     return card_path
 
 
-def _train_hint(folder: str, name: str) -> str:
-    """The ``pplevelset train`` command that writes ``folder/name``."""
-    from pplevelset.nets import TRAINERS
-
-    command = folder if folder in TRAINERS else f"{folder}-{name}"
-    return f"`pplevelset train {command}`" if command in TRAINERS else "its training command"
+def _train_hint(train_command: str | None) -> str:
+    """How to make a missing checkpoint: the command its world names, when it names one."""
+    return f"`{train_command}`" if train_command else "its training command (see `pplevelset train --help`)"
 
 
-def read_card(folder: str, name: str) -> dict:
-    path = models_dir() / folder / f"{name}.json"
+def read_card(folder: str, name: str, root: Path | None = None, train_command: str | None = None) -> dict:
+    """The model card of ``folder/name`` under ``root`` (default :func:`models_dir`), not yet verified."""
+    path = _base(root) / folder / f"{name}.json"
     if not path.is_file():
-        raise CheckpointError(f"no model card {path}; train it with {_train_hint(folder, name)}")
+        raise CheckpointError(f"no model card {path}; train it with {_train_hint(train_command)}")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"model card {path} is not valid JSON ({exc})") from None
 
 
-def verify(folder: str, name: str) -> dict:
-    """Return the model card if ``<name>.pt`` exists and matches its SHA-256, else raise."""
-    card = read_card(folder, name)
-    weights = models_dir() / folder / card.get("file", f"{name}.pt")
+def verify(folder: str, name: str, root: Path | None = None, train_command: str | None = None) -> dict:
+    """Return the model card if ``<name>.pt`` exists and matches its SHA-256, else raise (naming
+    ``train_command``, the command that makes the checkpoint, when it is missing)."""
+    card = read_card(folder, name, root, train_command)
+    weights = _base(root) / folder / card.get("file", f"{name}.pt")
     if not weights.is_file():
-        raise CheckpointError(f"checkpoint {weights} is missing; train it with {_train_hint(folder, name)}")
+        raise CheckpointError(f"checkpoint {weights} is missing; train it with {_train_hint(train_command)}")
     actual = sha256_file(weights)
     if actual != card.get("sha256"):
         raise CheckpointError(f"checkpoint {weights} is corrupted or replaced: SHA-256 {actual[:12]}... "
@@ -100,10 +88,14 @@ def verify(folder: str, name: str) -> dict:
     return card
 
 
-def load_state_dict(folder: str, name: str) -> tuple[dict, dict]:
-    """Verified ``(state_dict, model_card)``; every failure is a one-line :class:`CheckpointError`."""
-    card = verify(folder, name)
-    weights = models_dir() / folder / card.get("file", f"{name}.pt")
+def load_state_dict(folder: str, name: str, root: Path | None = None,
+                    train_command: str | None = None) -> tuple[dict, dict]:
+    """Verified ``(state_dict, model_card)``; every failure is a one-line :class:`CheckpointError`.
+
+    ``root`` reads ``root/folder`` (a trainer's ``out``) instead of :func:`models_dir`.
+    """
+    card = verify(folder, name, root, train_command)
+    weights = _base(root) / folder / card.get("file", f"{name}.pt")
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated zip, a pickle with code in it, ...
@@ -116,9 +108,10 @@ def load_state_dict(folder: str, name: str) -> tuple[dict, dict]:
     return state, card
 
 
-def load_module(module: torch.nn.Module, folder: str, name: str) -> tuple[torch.nn.Module, dict]:
+def load_module(module: torch.nn.Module, folder: str, name: str, root: Path | None = None,
+                train_command: str | None = None) -> tuple[torch.nn.Module, dict]:
     """Load verified weights into ``module`` (eval mode, no grad on parameters)."""
-    state, card = load_state_dict(folder, name)
+    state, card = load_state_dict(folder, name, root, train_command)
     try:
         module.load_state_dict(state)
     except RuntimeError as exc:
@@ -128,9 +121,9 @@ def load_module(module: torch.nn.Module, folder: str, name: str) -> tuple[torch.
     return module, card
 
 
-def is_available(folder: str, name: str) -> bool:
+def is_available(folder: str, name: str, root: Path | None = None) -> bool:
     try:
-        verify(folder, name)
+        verify(folder, name, root)
     except CheckpointError:
         return False
     return True

@@ -7,13 +7,13 @@ set ``PPLEVELSET_DEBUG=1`` for the traceback).
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import time
 from pathlib import Path
 
 from pplevelset.errors import UserInputError
+from pplevelset.imports import import_object
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--warmup", type=_positive_int, default=500, help="adaptation steps (default 500)")
     sample.add_argument("--steps", type=_positive_int, default=500, help="recorded steps T (default 500)")
     sample.add_argument("--thin", type=_positive_int, default=1, help="keep every k-th step in the traces")
-    sample.add_argument("--kernel", default="rwmh", help="rwmh (default), nuts or smc")
+    sample.add_argument("--kernel", default="rwmh", help="rwmh (default), ensemble, nuts or smc")
     sample.add_argument("--populations", type=_positive_int, default=4, help="smc: independent populations (default 4)")
     sample.add_argument("--moves", type=_positive_int, default=10, help="smc: MH moves per temperature (default 10)")
     sample.add_argument("--keep", type=_positive_int, default=64, help="n states resampled at the end (default 64)")
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose = sub.add_parser("diagnose", help="ArviZ summary, burn-in verdict and plots of a run")
     diagnose.add_argument("run_dir", type=Path)
 
-    from pplevelset.nets import TRAINERS
+    from pplevelset.worlds.training import TRAINERS
 
     train = sub.add_parser("train", help="train a network and write it with its model card to models/")
     train.add_argument("name", help=" | ".join(TRAINERS))
@@ -103,76 +103,39 @@ def cmd_worlds(args) -> None:
 
 
 def cmd_sample(args) -> None:
-    from pplevelset.infer.run import resolve_device, sample, validate, validate_smc
-    from pplevelset.rundir import check_writable, save_run
-    from pplevelset.targets import parse_target, target_label
-    from pplevelset.worlds import load_world
+    from pplevelset.infer.config import RunConfig, SMCOptions
+    from pplevelset.infer.driver import run
+    from pplevelset.rundir import check_writable, format_summary, save_run
+    from pplevelset.targets import target_label
 
-    validate(args.alpha, args.particles, args.warmup, args.steps, args.thin, args.kernel)
-    if args.kernel == "smc":
-        validate_smc(args.particles, args.populations, args.moves, 0.5)
-    device = resolve_device(args.device)
-    world = load_world(args.world, device=device)
-    parse_target(args.target, world.classes)
-    if args.kernel == "nuts":
-        from pplevelset.infer.nuts import check_differentiable
-
-        check_differentiable(world)
-    out = args.out or Path("runs") / f"{world.name}-{target_label(args.target)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    config = RunConfig.build(args.world, args.target, alpha=args.alpha, kernel=args.kernel,
+                             num_particles=args.particles, warmup=args.warmup, steps=args.steps, thin=args.thin,
+                             seed=args.seed, device=args.device, progress=not args.quiet,
+                             smc=SMCOptions(args.populations, args.moves))
+    stamp = time.strftime('%Y%m%d-%H%M%S')
+    out = args.out or Path("runs") / f"{config.world.name}-{target_label(args.target)}-{stamp}"
     check_writable(out, args.overwrite)
-
-    posterior = sample(world, args.target, alpha=args.alpha, num_particles=args.particles, warmup=args.warmup,
-                       steps=args.steps, kernel=args.kernel, seed=args.seed, device=device, thin=args.thin,
-                       progress=not args.quiet, populations=args.populations, moves=args.moves)
-    summary = save_run(posterior, out, keep=args.keep, seed=args.seed, overwrite=args.overwrite)
+    summary = save_run(run(config), out, keep=args.keep, seed=args.seed, overwrite=args.overwrite)
     print(format_summary(summary))
     print(f"wrote {out}/: summary.json posterior.nc samples.png trace.png")
 
 
-def format_summary(s: dict) -> str:
-    """The few lines of ``summary.json`` a person reads first."""
-    target = ", ".join(f"{c} {p:.3g}" for c, p in zip(s["classes"], s["target"]))
-    mean = ", ".join(f"{c} {p:.3f}" for c, p in s["mean_prediction"].items())
-    conf = s["confidence"]
-    schedule = (f"{s['num_temperatures']} temperatures x {s['moves']} moves, {s['populations']} populations"
-                if s["kernel"] == "smc" else f"{s['warmup']} warm-up + {s['steps']} steps")
-    lines = [
-        f"{s['world']}: target {s['target_spec']} ({target}), alpha {s['alpha']:g}, {s['kernel']}, "
-        f"{s['num_particles']} particles, {schedule}, {s['elapsed_s']:.1f} s",
-        f"Delta {s['delta']:.4f} over {s['keep']} resampled states; mean prediction {mean}",
-        f"confidence in the target's top class: mean {conf['mean']:.3f}, min {conf['min']:.3f}, max {conf['max']:.3f}",
-        f"hits (total variation < 0.1): {s['hits_tv_0.1']} of {s['num_particles']} particles; "
-        f"distinct among kept: {s['distinct_samples']}",
-    ]
-    if "acceptance_rate" in s:
-        rhat = "n/a" if s.get("rhat_max") is None else f"{s['rhat_max']:.3f}"
-        ess = "n/a" if s.get("ess_bulk_min") is None else f"{s['ess_bulk_min']:.0f}"
-        lines.append(f"acceptance {s['acceptance_rate']:.3f}, R-hat max {rhat}, ESS bulk min {ess}")
-        lines.append(s["burn_in"])
-        lines.extend(f"warning: {text}" for text in s.get("warnings", []))
-    if "log_evidence" in s:
-        lines.append(f"log evidence log p(target) = {s['log_evidence']:.4f} "
-                     f"(populations: {', '.join(f'{v:.3f}' for v in s['log_evidence_per_population'])})")
-    return "\n".join(lines)
-
-
 def cmd_diagnose(args) -> None:
-    from pplevelset.diagnostics import diagnose_run
+    from pplevelset.rundir import diagnose_run
 
     print(diagnose_run(args.run_dir))
 
 
 def cmd_train(args) -> None:
-    from pplevelset.infer.run import resolve_device
-    from pplevelset.nets import TRAINERS
+    from pplevelset.infer.config import resolve_device
+    from pplevelset.worlds.training import TRAINERS
 
     if args.name not in TRAINERS:
         raise UserInputError(f"nothing to train named {args.name!r}; choose one of {', '.join(TRAINERS)}")
     if args.data_root is not None and not args.data_root.is_dir():
         raise UserInputError(f"--data-root {args.data_root} is not a folder")
     device = resolve_device(args.device)
-    module, function = TRAINERS[args.name].split(":")
-    trainer = getattr(importlib.import_module(module), function)
+    trainer = import_object(TRAINERS[args.name])
     metrics = trainer(seed=args.seed, epochs=args.epochs, data_root=args.data_root, download=args.download,
                       out=args.out, device=str(device), progress=True)
     print(f"trained {args.name}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
@@ -180,7 +143,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_reproduce(args) -> None:
-    from pplevelset.infer.run import resolve_device
+    from pplevelset.infer.config import resolve_device
     from pplevelset.reproduce import run_experiments
 
     resolve_device(args.device)

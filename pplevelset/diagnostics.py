@@ -1,12 +1,17 @@
-"""Convergence diagnostics over particles-as-chains: ArviZ R-hat and ESS, and a burn-in check."""
+"""Convergence diagnostics over particles-as-chains, as pure statistics: ArviZ R-hat and ESS, a
+burn-in check, and the warnings a careful reader of them would give."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
-import arviz as az
 import numpy as np
+
+with warnings.catch_warnings():  # ArviZ 0.2x announces its 1.0 refactor on import; only here, not process-wide
+    warnings.filterwarnings("ignore", message="ArviZ is undergoing", category=FutureWarning)
+    import arviz as az
 
 EARLY_FRACTION = 0.1  # window at the start of sampling compared with ...
 LATE_FRACTION = 0.5  # ... the last half of sampling
@@ -93,77 +98,3 @@ def burn_in_check(log_likelihood: np.ndarray, warmup: int) -> BurnInVerdict:
                    f"(early minus late {drift:+.3g}, {z_score:+.1f} standard errors); "
                    f"increase the warm-up (try warmup={max(2 * warmup, 200)}, --warmup on the command line)")
     return BurnInVerdict(ok, drift, float(z_score), message)
-
-
-def traces_from_arviz(idata: az.InferenceData) -> tuple[dict, dict]:
-    """``(traces, warmup_traces)`` as arrays with particles first, from a run's InferenceData."""
-    traces = {name: idata.posterior[name].values for name in ("z",) if name in idata.posterior}
-    traces.update({name: idata.sample_stats[name].values for name in idata.sample_stats.data_vars})
-    warmup = {}
-    if "warmup_sample_stats" in idata.groups():
-        warmup = {name: idata.warmup_sample_stats[name].values
-                  for name in idata.warmup_sample_stats.data_vars}
-    return traces, warmup
-
-
-def smc_report(stages: dict) -> str:
-    """Per population: temperatures used, the ESS and acceptance at each, and log Z if recorded."""
-    lines = ["SMC temperatures (beta: ESS before resampling, mean MH acceptance):"]
-    for population in range(stages["beta"].shape[0]):
-        beta = stages["beta"][population]
-        used = int(np.argmax(beta >= 1.0)) + 1 if (beta >= 1.0).any() else beta.size
-        cells = [f"{b:.3g}: {e:.0f}, {a:.2f}" for b, e, a in
-                 zip(beta[:used], stages["ess"][population][:used], stages["acceptance_rate"][population][:used])]
-        lines.append(f"  population {population}: {used} temperatures | " + " | ".join(cells))
-    return "\n".join(lines)
-
-
-def diagnose_run(run_dir) -> str:
-    """Read a run directory, write ``rank.png`` and ``trace.png`` into it, return the report text."""
-    import json
-    from pathlib import Path
-
-    import matplotlib.pyplot as plt
-
-    from pplevelset.errors import UserInputError
-    from pplevelset.plotting import save_figure, smc_figure, trace_figure
-
-    run_dir = Path(run_dir)
-    for name in ("summary.json", "posterior.nc"):
-        if not (run_dir / name).is_file():
-            raise UserInputError(f"{run_dir} is not a run directory: {name} is missing")
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-        idata = az.from_netcdf(str(run_dir / "posterior.nc"))
-    except Exception as exc:
-        raise UserInputError(f"cannot read the run in {run_dir}: {type(exc).__name__}: {exc}") from None
-    traces, warmup = traces_from_arviz(idata)
-    table = az.summary(idata, var_names=["z"], kind="all", round_to=3)
-    smc = "smc_stages" in idata.groups()
-    if smc:
-        stages = {name: idata.smc_stages[name].values for name in idata.smc_stages.data_vars}
-        verdict = BurnInVerdict(True, math.nan, math.nan, "no burn-in to check: SMC tempers from the prior")
-        save_figure(smc_figure(stages), run_dir / "trace.png")
-    else:
-        verdict = burn_in_check(traces["log_likelihood"], int(idata.posterior.attrs.get("warmup") or 0))
-        save_figure(trace_figure(traces, warmup, verdict, thin=int(idata.posterior.attrs.get("thin", 1))),
-                    run_dir / "trace.png")
-    few = idata.posterior[["z"]].isel(chain=slice(0, 8))
-    axes = az.plot_rank(few, var_names=["z"])
-    save_figure(np.atleast_1d(axes).flat[0].get_figure(), run_dir / "rank.png")
-    plt.close("all")
-
-    from pplevelset.cli import format_summary
-
-    layout = ("populations as chains, their final particles as draws" if smc else "particles as chains, steps as draws")
-    lines = [format_summary(summary), "", f"ArviZ summary of z ({idata.posterior.sizes['chain']} chains x "
-             f"{idata.posterior.sizes['draw']} draws: {layout}):", table.to_string(), ""]
-    if verdict.message != summary.get("burn_in"):
-        lines.append(verdict.message)
-    if smc:
-        lines.append(smc_report(stages))
-    if "warmup_sample_stats" in idata.groups():
-        accept = float(idata.warmup_sample_stats["acceptance_rate"][:, -max(1, idata.warmup_sample_stats.sizes['draw'] // 10):].mean())
-        lines.append(f"acceptance at the end of warm-up {accept:.3f} (the adaptation aims at 0.234 for rwmh)")
-    lines.append(f"wrote {run_dir}/trace.png and {run_dir}/rank.png")
-    return "\n".join(lines)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+
+from pplevelset.files import atomic_write
 
 CLASS_COLORS = plt.get_cmap("tab10").colors
 
@@ -147,12 +148,6 @@ def trace_figure(traces: dict, warmup_traces: dict | None, verdict, thin: int = 
     return fig
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def smc_figure(stages: dict) -> Figure:
     """SMC's ``trace.png``: beta, ESS before resampling, acceptance and proposal scale per temperature,
     one line per population."""
@@ -175,25 +170,18 @@ def smc_figure(stages: dict) -> Figure:
 
 def diagnostics_figure(posterior) -> Figure:
     """``trace.png`` for any run: the trace panel for MCMC, the temperature panel for SMC."""
-    if posterior.stages is not None:
+    if posterior.chains == "populations":
         return smc_figure(posterior.stages)
     return trace_figure(posterior.traces, posterior.warmup_traces, posterior.burn_in(),
                         thin=posterior.settings.get("thin", 1))
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Save atomically (write a temporary file, then rename) and close the figure."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
+    """Save atomically (:func:`pplevelset.files.atomic_write`) and close the figure."""
     try:
-        fig.savefig(tmp, dpi=dpi)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi))
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
-    return path
 
 
 def latent_scatter_3d(panels, categories, colors=None, axis_labels=("w", "h", "t"), title: str = "",

@@ -7,32 +7,34 @@ import math
 import warnings
 from typing import Any
 
-import arviz as az
 import numpy as np
 import torch
 import xarray as xr
 
 from pplevelset import metrics
-from pplevelset.diagnostics import BurnInVerdict, burn_in_check, convergence, run_warnings
+from pplevelset.diagnostics import BurnInVerdict, az, burn_in_check, convergence, run_warnings
 from pplevelset.worlds.base import World
 
-SAMPLE_STATS = ("lp", "log_likelihood", "acceptance_rate", "step_size")
+POSTERIOR_VARIABLES = ("z", "prediction_probs")
+OBSERVED = "target"  # the observed_data variable; the log_likelihood group is keyed the same way
 
 
 class LevelSetPosterior:
     """Samples of ``p(z | prediction = target)`` from N particles, with their traces.
 
-    ``traces`` maps names to CPU tensors with particles first (ArviZ's ``chain``) and steps second
-    (``draw``): ``z`` ``(N, T, d)``, ``prediction_probs`` ``(N, T, L)`` and the sample stats ``lp``,
-    ``log_likelihood``, ``acceptance_rate``, ``step_size`` ``(N, T)``. ``warmup_traces`` holds the
-    sample stats during warm-up. A resampled posterior has final states only.
+    ``traces`` maps names to CPU tensors with chains first (ArviZ's ``chain``) and steps second
+    (``draw``): ``z`` ``(N, T, d)``, ``prediction_probs`` ``(N, T, L)``, ``log_likelihood`` and the
+    sample stats ``lp``, ``acceptance_rate``, ``step_size`` (and any a kernel adds) ``(N, T)``.
+    ``warmup_traces`` holds the statistics during warm-up. ``chains`` says what a chain is:
+    ``"particles"`` (MCMC kernels) or ``"populations"`` (SMC, whose per-temperature statistics are
+    in ``stages``). A resampled posterior has final states only.
     """
 
     def __init__(self, world: World, target: torch.Tensor, settings: dict[str, Any], z: torch.Tensor,
                  final_predictions: torch.Tensor, traces: dict[str, torch.Tensor] | None = None,
                  warmup_traces: dict[str, torch.Tensor] | None = None, elapsed_s: float = 0.0,
                  stats: dict[str, Any] | None = None, indices: torch.Tensor | None = None,
-                 stages: dict[str, torch.Tensor] | None = None):
+                 stages: dict[str, torch.Tensor] | None = None, chains: str = "particles"):
         self.world = world
         self.target = target.detach().cpu()
         self.settings = dict(settings)
@@ -44,6 +46,7 @@ class LevelSetPosterior:
         self.stats = dict(stats or {})
         self.indices = indices  # which particles a resampled posterior drew
         self.stages = stages  # SMC only: (populations, temperatures) beta, ess, acceptance_rate, step_size
+        self.chains = chains
 
     def __len__(self) -> int:
         return self.z.shape[0]
@@ -74,7 +77,7 @@ class LevelSetPosterior:
         index = torch.randint(len(self), (n,), generator=generator)
         return LevelSetPosterior(self.world, self.target, self.settings, self.z[index],
                                  self._predictions[index], elapsed_s=self.elapsed_s, stats=self.stats,
-                                 indices=index if self.indices is None else self.indices[index])
+                                 indices=index if self.indices is None else self.indices[index], chains=self.chains)
 
     # -- metrics --------------------------------------------------------------------------------
     def delta(self) -> float:
@@ -95,7 +98,7 @@ class LevelSetPosterior:
     def burn_in(self) -> BurnInVerdict:
         """Did the chains still drift when sampling began? (See :func:`burn_in_check`.)"""
         self._require_traces("burn_in")
-        if self.stages is not None:
+        if self.chains == "populations":
             return BurnInVerdict(True, math.nan, math.nan, "no burn-in to check: SMC tempers from the prior")
         return burn_in_check(self.traces["log_likelihood"].numpy(), self.settings.get("warmup", 0))
 
@@ -114,7 +117,7 @@ class LevelSetPosterior:
             "target_spec": self.settings.get("target"),
         }
         keys = ("alpha", "kernel", "num_particles", "warmup", "steps", "seed", "device")
-        if self.stages is not None:
+        if self.chains == "populations":
             keys += ("populations", "moves", "target_ess")
         out.update({key: self.settings.get(key) for key in keys})
         out.update({
@@ -143,33 +146,42 @@ class LevelSetPosterior:
 
     # -- ArviZ ----------------------------------------------------------------------------------
     def to_arviz(self) -> az.InferenceData:
-        """InferenceData with particles as ``chain`` and steps as ``draw`` (DESIGN §3)."""
+        """InferenceData with particles (SMC: populations) as ``chain`` and steps as ``draw``.
+
+        Groups: ``posterior`` (``z``, ``prediction_probs``), ``log_likelihood`` (``target``, keyed
+        like ``observed_data``, so ``az.loo``/``az.waic`` find it), ``sample_stats`` (``lp``,
+        ``acceptance_rate``, ``step_size`` and any kernel statistic), ``warmup_sample_stats`` when
+        warm-up was recorded, ``observed_data`` (``target``), and for SMC ``smc_stages``: beta,
+        ESS, acceptance and step size per population (``chain``) and temperature (``stage``).
+        """
         self._require_traces("to_arviz")
         classes = [str(name) for name in self.world.classes]
         coords = {"z_dim": np.arange(self.z.shape[-1]), "class": classes}
-        dims = {"z": ["z_dim"], "prediction_probs": ["class"], "target": ["class"]}
-        numpy = lambda tensors, names: {name: tensors[name].numpy() for name in names if name in tensors}
+        dims = {"z": ["z_dim"], "prediction_probs": ["class"], OBSERVED: ["class"]}
+        numpy = lambda tensors, names: {name: tensors[name].numpy() for name in names}
+        statistics = lambda tensors: [name for name in tensors if name not in POSTERIOR_VARIABLES + ("log_likelihood",)]
         kwargs = {}
         if self.warmup_traces:
-            kwargs = {"warmup_sample_stats": numpy(self.warmup_traces, SAMPLE_STATS), "save_warmup": True}
+            kwargs = {"warmup_sample_stats": numpy(self.warmup_traces, statistics(self.warmup_traces)),
+                      "save_warmup": True}
         attrs = self._attrs()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="More chains")  # many particles, few steps: normal here
-            warnings.filterwarnings("ignore", message="log_likelihood variable found in sample_stats")
-            warnings.filterwarnings("ignore", message=".*smc_stages.*")
             idata = az.from_dict(
-                posterior=numpy(self.traces, ("z", "prediction_probs")),
-                sample_stats=numpy(self.traces, SAMPLE_STATS),
-                observed_data={"target": self.target.numpy()},
+                posterior=numpy(self.traces, POSTERIOR_VARIABLES),
+                sample_stats=numpy(self.traces, statistics(self.traces)),
+                log_likelihood={OBSERVED: self.traces["log_likelihood"].numpy()},
+                observed_data={OBSERVED: self.target.numpy()},
                 coords=coords, dims=dims, attrs=attrs, posterior_attrs=attrs, **kwargs)
-            if self.stages is not None:  # SMC: per population and temperature
-                stages = xr.Dataset({name: (("chain", "stage"), value.numpy()) for name, value in self.stages.items()})
-                idata.add_groups(smc_stages=stages)
+        if self.stages is not None:
+            stages = xr.Dataset({name: (("chain", "stage"), value.numpy()) for name, value in self.stages.items()})
+            idata.add_groups({"smc_stages": stages}, warn_on_custom_groups=False)
         return idata
 
     def _attrs(self) -> dict[str, Any]:
         attrs = {key: value for key, value in self.settings.items() if isinstance(value, (int, float, str))}
         attrs["world"] = self.world.name
+        attrs["chains"] = self.chains
         attrs["elapsed_s"] = self.elapsed_s
         attrs["checkpoint_sha256"] = json.dumps(self.world.checkpoints)
         attrs["inference_library"] = "pplevelset"
@@ -190,6 +202,6 @@ def _finite_or_none(value: float):
 def _versions() -> dict[str, str]:
     import pyro
 
-    from pplevelset import __version__
+    from pplevelset.version import __version__
 
     return {"pplevelset": __version__, "torch": torch.__version__, "pyro": pyro.__version__}

@@ -86,7 +86,7 @@ def test_direct_density_rejects_nan_like_the_traced_one():
 def test_fast_mnist_decoder_equals_the_trained_networks():
     """The worlds' sub-pixel, channels-last, chunked forward pass is the trained networks' function."""
     from pplevelset.worlds.chunks import CHUNK
-    from pplevelset.worlds.mnist import fast_forward
+    from pplevelset.worlds.mnist.world import fast_forward
 
     z = torch.randn(2 * CHUNK + 3, 5, generator=torch.Generator().manual_seed(0))  # several chunks
     vae, gan = pls.load_world("mnist-vae"), pls.load_world("mnist-gan")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from pplevelset.data import _bundled_arrays, _bundled_split_indices, load_mnist
 from pplevelset.errors import UserInputError
+from pplevelset.worlds.mnist.data import _bundled_arrays, _bundled_split_indices, load_mnist
 
 
 def _idx_bytes(array: np.ndarray, magic: int) -> bytes:

@@ -12,8 +12,10 @@ from torch.distributions import biject_to
 from pplevelset.checkpoints import models_dir, sha256_file, verify
 from pplevelset.errors import CheckpointError
 from pplevelset.worlds import load_world
-from pplevelset.worlds.houses import (SHAPE_LOC, SHAPE_SCALE, HousesCirclesWorld, HousesWorld, draw,
-                                      houses_circles_prior, houses_prior, sample_labelled)
+from pplevelset.worlds.houses import HousesCirclesWorld, HousesWorld
+from pplevelset.worlds.houses.priors import (SHAPE_LOC, SHAPE_SCALE, houses_circles_prior, houses_prior,
+                                             sample_labelled)
+from pplevelset.worlds.houses.render import draw
 
 
 @pytest.fixture(scope="module")

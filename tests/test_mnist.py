@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from pplevelset import checkpoints
-from pplevelset.data import load_mnist
-from pplevelset.nets import mnist as nets
 from pplevelset.worlds import load_world
+from pplevelset.worlds.mnist import nets
+from pplevelset.worlds.mnist.data import load_mnist
 
 NAMES = ("classifier", "vae", "gan")
 

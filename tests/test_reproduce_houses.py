@@ -9,7 +9,7 @@ import pplevelset as pls
 from pplevelset.cli import main
 from pplevelset.errors import UserInputError
 from pplevelset.reproduce import houses as experiment
-from pplevelset.worlds.houses import sample_labelled
+from pplevelset.worlds.houses.priors import sample_labelled
 
 TINY = experiment.Sizes(particles=8, warmup=10, steps=10, prior_samples=100, smc_particles=8, smc_populations=2,
                         smc_moves=2, grid_images=4, circle_pairs=2, seed=3)

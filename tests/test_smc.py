@@ -6,6 +6,7 @@ import torch
 from conftest import HoleWorld, TwoModeWorld, grid_posterior
 
 import pplevelset as pls
+from pplevelset.infer import rwmh, smc
 from pplevelset.infer.smc import next_beta, run_smc, systematic_resample
 from pplevelset.model import ParticleDensity, level_set_model
 
@@ -82,7 +83,7 @@ def test_the_temperature_cap_warns_and_still_ends_at_one(toy):
         result = run_smc(density, torch.Generator().manual_seed(0), num_populations=2, moves=2, max_stages=2,
                          progress=False)
     assert result.stages["beta"][:, -1].eq(1.0).all()
-    assert torch.isfinite(result.log_evidence).all()
+    assert torch.isfinite(result.state.log_evidence).all()
 
 
 def test_bad_smc_settings_are_user_errors():
@@ -90,3 +91,48 @@ def test_bad_smc_settings_are_user_errors():
         pls.sample("toy", "ambiguous", num_particles=10, kernel="smc", populations=3, progress=False)
     with pytest.raises(pls.UserInputError, match="move"):
         pls.sample("toy", "ambiguous", num_particles=12, kernel="smc", moves=0, progress=False)
+
+
+def test_ess_of_equal_and_degenerate_weights():
+    assert smc.ess(torch.zeros(2, 10)).tolist() == pytest.approx([10.0, 10.0])
+    assert float(smc.ess(torch.tensor([0.0] + [-float("inf")] * 9))) == pytest.approx(1.0)
+    assert float(smc.ess(torch.log(torch.tensor([3.0, 1.0])))) == pytest.approx(16 / 10)
+
+
+def test_incremental_log_weights_scale_per_population_and_keep_impossible_particles_at_zero_weight():
+    log_likelihood = torch.tensor([[-1.0, -float("inf")], [-2.0, -4.0]])
+    weights = smc.incremental_log_weights(log_likelihood, torch.tensor([0.5, 0.0]))
+    assert weights[0, 0] == -0.5 and torch.isneginf(weights[0, 1]) and weights[1].tolist() == [0.0, 0.0]
+
+
+def test_resampling_stays_inside_each_population():
+    particles = rwmh.RWState(torch.arange(8.0).unsqueeze(-1), torch.zeros(8), torch.zeros(8), torch.zeros(8, 0),
+                             torch.ones(8))
+    log_w = torch.full((2, 4), -float("inf"))
+    log_w[0, 3] = 0.0  # population 0: all weight on its last particle
+    log_w[1] = 0.0
+    resampled = smc.resample_populations(particles, log_w, torch.Generator().manual_seed(0))
+    assert resampled.z_unconstrained[:4, 0].tolist() == [3.0] * 4
+    assert sorted(resampled.z_unconstrained[4:, 0].tolist()) == [4.0, 5.0, 6.0, 7.0]  # systematic: each once
+
+
+def test_proposal_scale_and_its_tuning():
+    scale = smc.proposal_scale(torch.tensor([2.0]), torch.tensor([1.0]), dim=4)
+    assert float(scale) == pytest.approx(2.38)
+    factor = torch.tensor([1.0, 1.0, 1e-3])
+    tuned = smc.tune_scale(factor, torch.tensor([0.9, 0.0, 0.0]))
+    assert tuned[0] > 1.0 > tuned[1] and tuned[2] == smc.SCALE_FACTOR_BOUNDS[0]
+
+
+def test_one_step_raises_beta_adds_to_the_evidence_and_records_its_statistics(toy):
+    target = pls.parse_target("a=0.8", toy.classes)
+    density = ParticleDensity(level_set_model, (toy, target, 20.0, 200))
+    generator = torch.Generator().manual_seed(0)
+    state = smc.init(density, generator, num_populations=2)
+    assert state.beta.tolist() == [0.0, 0.0] and state.particles.z_unconstrained.shape == (200, 2)
+    new_state, info = smc.step(generator, state, density, moves=3, target_ess=0.5)
+    assert (new_state.beta > 0).all() and (new_state.beta <= 1).all()
+    assert info.ess.tolist() == pytest.approx([50.0, 50.0], rel=1e-3)  # bisection hits the ESS target
+    assert (new_state.log_evidence < 0).all() and (0 <= info.acceptance_rate).all()
+    final_state, _ = smc.step(generator, new_state, density, final=True)
+    assert final_state.beta.tolist() == [1.0, 1.0]

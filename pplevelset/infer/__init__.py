@@ -1,1 +1,3 @@
-"""Samplers: batched random-walk MH (``rwmh``), Pyro's NUTS (``nuts``) and the driver (``run``)."""
+from pplevelset.infer.driver import sample
+
+__all__ = ["sample"]

@@ -6,61 +6,89 @@ mode's posterior mass. Tempered SMC fixes the proportions: particles move throug
 mode's share follows its mass. The same run estimates ``log Z = log p(target)``, how much of the
 world's data distribution produces the target prediction.
 
-Each stage, per population: the next beta is found by bisection so that the effective sample size
-of the incremental weights ``exp((beta' - beta) log_likelihood)`` is ``target_ess`` x M; the
-evidence gains ``log mean(weights)``; systematic resampling; then K batched random-walk MH moves
-(:func:`pplevelset.infer.rwmh.step`) with an isotropic scale set from the cloud's spread and tuned
-to the population's acceptance rate after every move. P independent populations run in one batch, so R-hat and
-ESS across them mean something. Anchors read: PyMC's ``sample_smc``, BlackJAX's
-``adaptive_tempered_smc``.
+Composed of small named parts, as BlackJAX's SMC is: :func:`ess`, :func:`incremental_log_weights`,
+:func:`next_beta` (bisection so that the ESS of the incremental weights
+``exp((beta' - beta) log_likelihood)`` is ``target_ess`` x M), :func:`systematic_resample` and
+:func:`resample_populations`, :func:`proposal_scale` and :func:`tune_scale`; :func:`init` and
+:func:`step` advance an :class:`SMCState` by one temperature (reweight, add to the evidence,
+resample, then K batched random-walk MH moves, :func:`pplevelset.infer.rwmh.step`, whose isotropic
+scale follows the cloud's spread and is tuned to the population's acceptance after every move).
+P independent populations run in one batch, so R-hat and ESS across them mean something. Anchors
+read: PyMC's ``sample_smc``, BlackJAX's ``adaptive_tempered_smc``.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
 
 from pplevelset.infer import rwmh
+from pplevelset.infer.draws import Draws
 from pplevelset.model import ParticleDensity
+from pplevelset.rng import global_rng_from
+
+if TYPE_CHECKING:
+    from pplevelset.infer.config import RunConfig
 
 BISECTION_STEPS = 50
+SCALE_FACTOR_BOUNDS = (1e-3, 20.0)
+STAGE_STATISTICS = ("beta", "ess", "acceptance_rate", "step_size")
+
+
+class SMCState(NamedTuple):
+    """Populations stacked along the particle dimension: ``(P * M, ...)`` particles, ``(P,)`` the rest."""
+
+    particles: rwmh.RWState
+    beta: torch.Tensor  # current inverse temperature per population
+    log_evidence: torch.Tensor  # running log Z estimate per population
+    scale_factor: torch.Tensor  # multiplies the spread-based proposal scale, tuned by acceptance
+
+
+class SMCInfo(NamedTuple):
+    """One temperature per population, ``(P,)`` each (the stage statistics), and the last MH move."""
+
+    beta: torch.Tensor
+    ess: torch.Tensor  # of the incremental weights, before resampling
+    acceptance_rate: torch.Tensor  # mean over the stage's moves
+    step_size: torch.Tensor  # the proposal scale at the end of the stage
+    last_move: rwmh.RWInfo
 
 
 class SMCResult(NamedTuple):
-    state: rwmh.RWState  # final particles, populations stacked: (P * M, ...)
-    info: rwmh.RWInfo  # the last MH move
-    log_evidence: torch.Tensor  # (P,)
-    stages: dict[str, torch.Tensor]  # (P, S) per stage: beta, ess (before resampling), acceptance_rate, step_size
+    state: SMCState  # final particles at beta = 1, and the evidence
+    last: SMCInfo  # the last temperature
+    stages: dict[str, torch.Tensor]  # (P, S) per temperature: STAGE_STATISTICS
+
+
+def ess(log_weights: torch.Tensor) -> torch.Tensor:
+    """Effective sample size ``(sum w)^2 / sum w^2`` of unnormalised log weights, along the last dim."""
+    return torch.exp(2 * torch.logsumexp(log_weights, -1) - torch.logsumexp(2 * log_weights, -1))
+
+
+def incremental_log_weights(log_likelihood: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """``delta * log_likelihood`` per population (``delta`` is ``(P,)``), with ``-inf`` kept at ``-inf``."""
+    delta = delta.unsqueeze(-1)
+    return torch.where(torch.isneginf(log_likelihood), torch.full_like(log_likelihood, -math.inf),
+                       delta * log_likelihood)
 
 
 def next_beta(log_likelihood: torch.Tensor, beta: torch.Tensor, target_ess: float) -> torch.Tensor:
     """Per population (rows of ``log_likelihood``, shape ``(P, M)``), the largest ``beta' <= 1`` whose
     incremental weights keep ESS >= ``target_ess * M``; particles with ``-inf`` likelihood weigh 0."""
-    num = log_likelihood.shape[-1]
-
-    def ess(delta):
-        log_w = _incremental(log_likelihood, delta)
-        return torch.exp(2 * torch.logsumexp(log_w, -1) - torch.logsumexp(2 * log_w, -1))
-
+    enough = lambda delta: ess(incremental_log_weights(log_likelihood, delta)) >= target_ess * log_likelihood.shape[-1]
     low, high = torch.zeros_like(beta), 1.0 - beta
-    done = ess(high) >= target_ess * num
+    done = enough(high)
     for _ in range(BISECTION_STEPS):
         mid = (low + high) / 2
-        ok = ess(mid) >= target_ess * num
+        ok = enough(mid)
         low, high = torch.where(ok, mid, low), torch.where(ok, high, mid)
     step = torch.where(done, 1.0 - beta, low)
     step = torch.where(step > 0, step, torch.minimum(1.0 - beta, torch.full_like(beta, 1e-6)))  # always move on
     return torch.where(done, torch.ones_like(beta), (beta + step).clamp(max=1.0))
-
-
-def _incremental(log_likelihood: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    delta = delta.unsqueeze(-1)
-    return torch.where(torch.isneginf(log_likelihood), torch.full_like(log_likelihood, -math.inf),
-                       delta * log_likelihood)
 
 
 def systematic_resample(log_weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -74,71 +102,121 @@ def systematic_resample(log_weights: torch.Tensor, generator: torch.Generator) -
     return torch.searchsorted(cumulative, positions).clamp(max=num - 1)
 
 
-def run_smc(density: ParticleDensity, generator: torch.Generator, num_populations: int, moves: int = 10,
-            target_ess: float = 0.5, max_stages: int = 200, progress: bool = True) -> SMCResult:
-    """Temper each of ``num_populations`` populations of ``density.num_particles / P`` particles to beta = 1."""
-    total = density.num_particles
-    if total % num_populations:
-        raise ValueError(f"{total} particles do not split into {num_populations} equal populations")
-    per = total // num_populations
-    device, dim = density.device, density.dim
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=device)))
+def resample_populations(particles: rwmh.RWState, log_weights: torch.Tensor,
+                         generator: torch.Generator) -> rwmh.RWState:
+    """Each population ``(P, M)`` resampled within itself; particles stay stacked ``(P * M, ...)``."""
+    populations, per = log_weights.shape
+    ancestors = systematic_resample(log_weights, generator)
+    ancestors = (ancestors + per * torch.arange(populations, device=log_weights.device).unsqueeze(-1)).reshape(-1)
+    return rwmh.RWState(*(field[ancestors] if field.numel() else field for field in particles))
+
+
+def proposal_scale(spread: torch.Tensor, scale_factor: torch.Tensor, dim: int) -> torch.Tensor:
+    """``factor * 2.38 / sqrt(D) * spread`` per population: optimal for a Gaussian of that spread."""
+    return scale_factor * 2.38 / math.sqrt(dim) * spread
+
+
+def tune_scale(scale_factor: torch.Tensor, acceptance: torch.Tensor) -> torch.Tensor:
+    """Raise the factor when a population accepts more than 0.234, lower it when less (bounded)."""
+    return (scale_factor * torch.exp(acceptance - rwmh.TARGET_ACCEPT)).clamp(*SCALE_FACTOR_BOUNDS)
+
+
+def init(density: ParticleDensity, generator: torch.Generator, num_populations: int) -> SMCState:
+    """Prior draws at beta = 0 (one global-RNG draw, seeded from ``generator``)."""
+    with global_rng_from(generator):
         z = density.sample_prior()
-    state = rwmh.init(z, density, 1.0)
+    particles = rwmh.init(z, density, 1.0)
     # a NaN likelihood (a classifier failing somewhere) weighs zero, like -inf: weights stay finite
-    state = state._replace(log_likelihood=torch.nan_to_num(state.log_likelihood, nan=-math.inf))
-    beta = torch.zeros(num_populations, device=device, dtype=z.dtype)
-    log_evidence = torch.zeros_like(beta)
-    scale_factor = torch.ones_like(beta)
-    stages = {name: [] for name in ("beta", "ess", "acceptance_rate", "step_size")}
+    particles = particles._replace(log_likelihood=torch.nan_to_num(particles.log_likelihood, nan=-math.inf))
+    zeros = torch.zeros(num_populations, device=z.device, dtype=z.dtype)
+    return SMCState(particles, zeros, zeros.clone(), torch.ones_like(zeros))
+
+
+def step(generator: torch.Generator, state: SMCState, density: ParticleDensity, *, moves: int = 10,
+         target_ess: float = 0.5, final: bool = False) -> tuple[SMCState, SMCInfo]:
+    """One temperature: choose beta', reweight, update log Z, resample, then ``moves`` MH moves.
+
+    ``final`` jumps straight to beta = 1 (the cap on temperatures was reached).
+    """
+    populations = state.beta.shape[0]
+    per = state.particles.log_likelihood.shape[0] // populations
+    log_likelihood = state.particles.log_likelihood.reshape(populations, per)
+    new_beta = torch.ones_like(state.beta) if final else next_beta(log_likelihood, state.beta, target_ess)
+    log_w = incremental_log_weights(log_likelihood, new_beta - state.beta)
+    log_w = torch.where((state.beta >= 1).unsqueeze(-1), torch.zeros_like(log_w), log_w)
+    if torch.isneginf(log_w.max(-1).values).any():
+        raise RuntimeError("every particle of a population has zero likelihood; the target is unreachable "
+                           "from the prior at this alpha")
+    log_evidence = state.log_evidence + torch.logsumexp(log_w, -1) - math.log(per)
+    stage_ess = ess(log_w)
+    particles = resample_populations(state.particles, log_w, generator)
+    dim = particles.z_unconstrained.shape[-1]
+    spread = particles.z_unconstrained.reshape(populations, per, dim).std(1).mean(-1).clamp_min(1e-6)
+    scale_factor = state.scale_factor
+    particles = particles._replace(step_size=proposal_scale(spread, scale_factor, dim).repeat_interleave(per))
+    particle_beta = new_beta.repeat_interleave(per)
+    accepted = torch.zeros_like(new_beta)
     info = None
+    for _ in range(moves):
+        particles, info = rwmh.step(generator, particles, density, beta=particle_beta)
+        move_acceptance = info.acceptance_prob.reshape(populations, per).mean(-1)
+        accepted = accepted + move_acceptance
+        # tuned after every move from the population's mean acceptance, so narrow late temperatures
+        # are met within a stage
+        scale_factor = tune_scale(scale_factor, move_acceptance)
+        particles = particles._replace(step_size=proposal_scale(spread, scale_factor, dim).repeat_interleave(per))
+    new_state = SMCState(particles, new_beta, log_evidence, scale_factor)
+    return new_state, SMCInfo(new_beta, stage_ess, accepted / max(1, moves), proposal_scale(spread, scale_factor, dim),
+                              info)
+
+
+def run_smc(density: ParticleDensity, generator: torch.Generator, num_populations: int, moves: int = 10,
+            target_ess: float = 0.5, max_stages: int = 200,
+            progress: bool = True) -> SMCResult:
+    """Temper each of ``num_populations`` populations to beta = 1."""
+    if density.num_particles % num_populations:
+        raise ValueError(f"{density.num_particles} particles do not split into {num_populations} equal populations")
+    state = init(density, generator, num_populations)
+    stages: dict[str, list] = {name: [] for name in STAGE_STATISTICS}
     bar = tqdm(total=1000, desc="tempering", disable=not progress, dynamic_ncols=True, mininterval=0.5,
                bar_format="{l_bar}{bar}| beta {postfix}")
+    info = None
     for stage in range(max_stages):
-        if bool((beta >= 1).all()):
+        if bool((state.beta >= 1).all()):
             break
-        log_likelihood = state.log_likelihood.reshape(num_populations, per)
-        if stage == max_stages - 1:
-            new_beta = torch.ones_like(beta)
+        final = stage == max_stages - 1
+        if final:
             warnings.warn(f"SMC hit its cap of {max_stages} temperatures before beta reached 1; the last "
                           "step jumped to beta = 1, so the final weights may be degenerate. Lower alpha, "
                           "raise the number of particles or the cap.", RuntimeWarning, stacklevel=2)
-        else:
-            new_beta = next_beta(log_likelihood, beta, target_ess)
-        log_w = _incremental(log_likelihood, new_beta - beta)
-        finished = beta >= 1
-        log_w = torch.where(finished.unsqueeze(-1), torch.zeros_like(log_w), log_w)
-        if torch.isneginf(log_w.max(-1).values).any():
-            raise RuntimeError("every particle of a population has zero likelihood; the target is unreachable "
-                               "from the prior at this alpha")
-        log_evidence = log_evidence + torch.logsumexp(log_w, -1) - math.log(per)
-        ess = torch.exp(2 * torch.logsumexp(log_w, -1) - torch.logsumexp(2 * log_w, -1))
-        ancestors = systematic_resample(log_w, generator)
-        ancestors = (ancestors + per * torch.arange(num_populations, device=device).unsqueeze(-1)).reshape(-1)
-        state = rwmh.RWState(*(field[ancestors] if field.numel() else field for field in state))
-        beta = new_beta
-
-        spread = state.z_unconstrained.reshape(num_populations, per, dim).std(1).mean(-1).clamp_min(1e-6)
-        scale = scale_factor * 2.38 / math.sqrt(dim) * spread
-        step_size = scale.repeat_interleave(per)
-        state = state._replace(step_size=step_size)
-        particle_beta = beta.repeat_interleave(per)
-        accepted = torch.zeros_like(beta)
-        for _ in range(moves):
-            state, info = rwmh.step(generator, state, density, beta=particle_beta)
-            move_acceptance = info.acceptance_prob.reshape(num_populations, per).mean(-1)
-            accepted = accepted + move_acceptance
-            # tune the population's scale after every move from its mean acceptance (a statistic of
-            # the whole population, as between stages), so narrow late temperatures are met within a stage
-            scale_factor = (scale_factor * torch.exp(move_acceptance - rwmh.TARGET_ACCEPT)).clamp(1e-3, 20.0)
-            state = state._replace(step_size=(scale_factor * 2.38 / math.sqrt(dim) * spread).repeat_interleave(per))
-        acceptance = accepted / max(1, moves)
-        final_scale = scale_factor * 2.38 / math.sqrt(dim) * spread
-        for name, value in zip(stages, (beta, ess, acceptance, final_scale)):
-            stages[name].append(value)
-        bar.n = int(1000 * float(beta.min()))
-        bar.set_postfix_str(f"{float(beta.min()):.3g} (stage {stage + 1})", refresh=False)
+        state, info = step(generator, state, density, moves=moves, target_ess=target_ess, final=final)
+        for name in STAGE_STATISTICS:
+            stages[name].append(getattr(info, name))
+        bar.n = int(1000 * float(state.beta.min()))
+        bar.set_postfix_str(f"{float(state.beta.min()):.3g} (stage {stage + 1})", refresh=False)
         bar.refresh()
     bar.close()
-    return SMCResult(state, info, log_evidence, {name: torch.stack(values, -1) for name, values in stages.items()})
+    return SMCResult(state, info, {name: torch.stack(values, -1) for name, values in stages.items()})
+
+
+def run(config: "RunConfig", density: ParticleDensity, generator: torch.Generator) -> Draws:
+    """The SMC kernel under the driver's contract: populations as chains, their final particles as draws."""
+    options = config.smc
+    with torch.no_grad():
+        state, info, stages = run_smc(density, generator, options.populations, moves=options.moves,
+                                      target_ess=options.target_ess, progress=config.progress)
+    particles, populations = state.particles, options.populations
+    per = config.num_particles // populations
+    z = density.constrain(particles.z_unconstrained)["z"]
+    grouped = lambda value: value.reshape((populations, per) + value.shape[1:]).cpu()
+    traces = {"z": grouped(z), "prediction_probs": grouped(particles.predictions),
+              "lp": grouped(particles.log_prior + particles.log_likelihood),
+              "log_likelihood": grouped(particles.log_likelihood),
+              "acceptance_rate": grouped(info.last_move.acceptance_prob),  # of the last MH move
+              "step_size": grouped(particles.step_size)}
+    log_evidence = state.log_evidence.cpu()
+    stats = {"log_evidence": float(torch.logsumexp(log_evidence, 0) - math.log(populations)),
+             "log_evidence_per_population": [float(v) for v in log_evidence],
+             "num_temperatures": int(stages["beta"].shape[-1])}
+    return Draws(z.cpu(), particles.predictions.cpu(), traces, "populations", None, stats,
+                 {name: value.cpu() for name, value in stages.items()})

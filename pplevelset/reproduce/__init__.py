@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from pplevelset.errors import UserInputError
+from pplevelset.imports import import_object
 
 EXPERIMENTS = {
     "houses": "pplevelset.reproduce.houses:run",
@@ -25,7 +25,6 @@ def run_experiments(name: str, quick: bool = False, out: Path | None = None, ove
         targets = {key: Path(out) if out is not None else Path("runs") / f"reproduce-{key}" for key in chosen}
     written = []
     for key in chosen:
-        module, function = EXPERIMENTS[key].split(":")
-        runner = getattr(importlib.import_module(module), function)
+        runner = import_object(EXPERIMENTS[key])
         written.append(runner(out=targets[key], quick=quick, overwrite=overwrite, device=device))
     return written

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 
+from pplevelset.files import write_json
 from pplevelset.plotting import save_figure
-from pplevelset.rundir import atomic_directory, write_json
+from pplevelset.rundir import atomic_directory
 
 
 class Report:

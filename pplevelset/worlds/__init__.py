@@ -7,10 +7,10 @@ can sample worlds written outside this package (``pls.register`` lasts only for 
 
 from __future__ import annotations
 
-import importlib
 from typing import Callable
 
 from pplevelset.errors import UserInputError
+from pplevelset.imports import import_object
 from pplevelset.worlds.base import World
 
 _BUILTIN = {
@@ -40,13 +40,11 @@ def world_class(name: str) -> Callable[[], World]:
     if name in _REGISTRY:
         return _REGISTRY[name]
     if name in _BUILTIN:
-        module, attr = _BUILTIN[name].split(":")
-        return getattr(importlib.import_module(module), attr)
+        return import_object(_BUILTIN[name])
     if ":" in name:  # "package.module:WorldClass": a world from the user's own code, for the CLI too
-        module, _, attr = name.partition(":")
         try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
+            return import_object(name)
+        except (ImportError, AttributeError, ValueError) as exc:
             raise UserInputError(f"cannot load world {name!r}: {exc}") from None
     raise UserInputError(f"unknown world {name!r}; known worlds: {', '.join(names())}")
 

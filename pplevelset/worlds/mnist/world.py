@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pplevelset.nets.mnist import IMAGE_SHAPE, LATENT_DIM, load_trained
 from pplevelset.worlds.base import World
 from pplevelset.worlds.chunks import in_chunks
+from pplevelset.worlds.mnist.nets import IMAGE_SHAPE, LATENT_DIM, load_trained
 
 # For a stride-2, kernel-4, padding-1 transposed convolution, output pixel 2m + r (phase r) reads
 # input pixels m - 1 + d for the taps d below; entry 4 is a zero tap (that phase skips that input).

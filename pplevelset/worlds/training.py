@@ -1,4 +1,4 @@
-"""Network architectures and their training loops, one module per world family.
+"""The trainers of the built-in worlds' networks; each world's package holds its own (``nets``).
 
 ``TRAINERS`` maps the name given to ``pplevelset train NAME`` to ``module:function``. Every trainer
 has the signature ``train(*, seed=0, epochs=None, data_root=None, download=False, out=None,
@@ -8,8 +8,8 @@ the metrics it put in the card.
 """
 
 TRAINERS = {
-    "houses": "pplevelset.nets.houses:train",
-    "mnist-classifier": "pplevelset.nets.mnist:train_classifier",
-    "mnist-vae": "pplevelset.nets.mnist:train_vae",
-    "mnist-gan": "pplevelset.nets.mnist:train_gan",
+    "houses": "pplevelset.worlds.houses.nets:train",
+    "mnist-classifier": "pplevelset.worlds.mnist.nets:train_classifier",
+    "mnist-vae": "pplevelset.worlds.mnist.nets:train_vae",
+    "mnist-gan": "pplevelset.worlds.mnist.nets:train_gan",
 }

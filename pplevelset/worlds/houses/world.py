@@ -28,69 +28,14 @@ Example::
 
 from __future__ import annotations
 
-import pyro.distributions as dist
 import torch
 
 from pplevelset.checkpoints import load_module
-from pplevelset.distributions import Concatenated, SharedSupportMixture, TruncatedNormal
-from pplevelset.nets.houses import HousesCNN
-from pplevelset.render import render
 from pplevelset.worlds.base import World
 from pplevelset.worlds.chunks import in_chunks
-
-CLASSES = ("house", "rocket")
-# rows follow CLASSES, columns [w, h, t]: location and scale of each truncated normal
-SHAPE_LOC = ((30.0, 10.0, 8.0), (10.0, 30.0, 8.0))
-SHAPE_SCALE = ((10.0, 2.0, 2.0), (5.0, 10.0, 2.0))
-RADIUS_LOC, RADIUS_SCALE = 20.0, 10.0
-CENTRE_LOW, CENTRE_HIGH = 20.0, 40.0
-
-
-def _shape_components(device=None) -> TruncatedNormal:
-    """Batch of two truncated normals over ``[w, h, t]``, one per class."""
-    return TruncatedNormal(torch.tensor(SHAPE_LOC, device=device), torch.tensor(SHAPE_SCALE, device=device))
-
-
-def houses_prior(device=None) -> SharedSupportMixture:
-    """``p(w, h, t)``: the equal mixture of the house and rocket components, event shape ``(3,)``."""
-    weights = dist.Categorical(probs=torch.full((len(CLASSES),), 1 / len(CLASSES), device=device))
-    return SharedSupportMixture(weights, _shape_components(device).to_event(1))
-
-
-def houses_circles_prior(device=None) -> Concatenated:
-    """``p(w, h, t, r, x, y)``: the houses prior, a radius and a uniform centre, event shape ``(6,)``."""
-    radius = TruncatedNormal(torch.tensor([RADIUS_LOC], device=device), torch.tensor([RADIUS_SCALE], device=device))
-    centre = dist.Uniform(torch.full((2,), CENTRE_LOW, device=device), torch.full((2,), CENTRE_HIGH, device=device))
-    return Concatenated([houses_prior(device), radius.to_event(1), centre.to_event(1)])
-
-
-def sample_labelled(n: int, generator: torch.Generator | None = None, circles: bool = False,
-                    device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` latents from the prior with their class index (0 house, 1 rocket): training data.
-
-    Draws on the generator's device (CPU by default) so a seed gives the same data everywhere,
-    then moves to ``device``. Returns ``z`` of shape ``(n, 3)`` (``(n, 6)`` with circles) and
-    ``labels`` of shape ``(n,)``.
-    """
-    def uniform(*shape):
-        return torch.rand(shape, generator=generator, dtype=torch.float64)
-
-    labels = torch.randint(len(CLASSES), (n,), generator=generator)
-    components = _shape_components()
-    shape = TruncatedNormal(components.loc[labels], components.scale[labels]).icdf(uniform(n, 3))
-    columns = [shape]
-    if circles:
-        columns.append(TruncatedNormal(RADIUS_LOC, RADIUS_SCALE).icdf(uniform(n, 1)))
-        columns.append(CENTRE_LOW + (CENTRE_HIGH - CENTRE_LOW) * uniform(n, 2).float())
-    return torch.cat(columns, dim=-1).to(device), labels.to(device)
-
-
-def draw(z: torch.Tensor, circle: bool = False) -> torch.Tensor:
-    """Images ``(..., 1, 64, 64)`` of latents ``(..., 3)`` or, with a circle, ``(..., 6)``."""
-    if circle and z.shape[-1] < 6:
-        raise ValueError(f"a circle needs latents [w, h, t, r, x, y]; got {z.shape[-1]} columns")
-    w, h, t = z[..., 0], z[..., 1], z[..., 2]
-    return render(w, h, t, circle=(z[..., 3], z[..., 4], z[..., 5]) if circle else None)
+from pplevelset.worlds.houses.nets import HousesCNN
+from pplevelset.worlds.houses.priors import CLASSES, houses_circles_prior, houses_prior, sample_labelled
+from pplevelset.worlds.houses.render import draw
 
 
 class HousesWorld(World):
@@ -107,7 +52,8 @@ class HousesWorld(World):
     required_checkpoints = (("houses", "classifier"),)
 
     def __init__(self):
-        self.classifier, self.classifier_card = load_module(HousesCNN(), "houses", "classifier")
+        self.classifier, self.classifier_card = load_module(HousesCNN(), "houses", "classifier",
+                                                                 train_command="pplevelset train houses")
         # channels-last convolutions: 1.3-2x faster on a CPU (`make bench`, "layout"), the same numbers
         self.classifier = self.classifier.to(memory_format=torch.channels_last)
 

@@ -3,14 +3,14 @@
 The networks are small on purpose: a level-set run decodes and classifies every particle at every
 step (1,000 particles x 1,000 steps), so one forward pass over 1,000 latents must stay cheap on a
 laptop CPU. Each trainer is seeded and deterministic on CPU (for a given thread count), shows a
-tqdm bar, and writes its checkpoint and model card to ``<out>/mnist/`` (see :mod:`pplevelset.nets`).
+tqdm bar, and writes its checkpoint and model card to ``<out>/mnist/`` (see
+:mod:`pplevelset.worlds.training`).
 The bundled digits' train/test split is fixed (split seed 0) whatever the training seed, so every
 network is scored on the same 500 held-out digits.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -21,8 +21,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pplevelset import checkpoints
-from pplevelset.data import describe_source, load_mnist
 from pplevelset.errors import CheckpointError
+from pplevelset.rng import generator as seeded_generator
+from pplevelset.worlds.mnist.data import describe_source, load_mnist
 
 FOLDER = "mnist"
 LATENT_DIM = 5  # the paper's choice for both the VAE and the GAN
@@ -149,25 +150,16 @@ def load_trained(name: str, root: Path | None = None) -> tuple[nn.Module, dict]:
     """A shipped network (``classifier``, ``vae`` or ``gan``), built from its card and verified.
 
     With ``root`` (a trainer's ``out``) the checkpoint is read from ``root/mnist`` instead of
-    :func:`pplevelset.checkpoints.models_dir`, with the same SHA-256 check.
+    :func:`pplevelset.checkpoints.models_dir`; either way :mod:`pplevelset.checkpoints` checks it.
     """
-    if root is None:
-        card = checkpoints.read_card(FOLDER, name)
-        module = NETWORKS[name](**card["architecture"]["kwargs"])
-        return checkpoints.load_module(module, FOLDER, name)
-    card_path = Path(root) / FOLDER / f"{name}.json"
-    if not card_path.is_file():
-        raise CheckpointError(f"no model card {card_path}; train it with `pplevelset train mnist-{name}`")
-    card = json.loads(card_path.read_text())
-    weights = card_path.with_name(card["file"])
-    if not weights.is_file() or checkpoints.sha256_file(weights) != card["sha256"]:
-        raise CheckpointError(f"checkpoint {weights} is missing or does not match its model card")
-    module = NETWORKS[name](**card["architecture"]["kwargs"])
+    command = f"pplevelset train mnist-{name}"
+    card = checkpoints.read_card(FOLDER, name, root=root, train_command=command)
     try:
-        module.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    except Exception as exc:  # unreadable, unsafe, or a different architecture
-        raise CheckpointError(f"checkpoint {weights} cannot be loaded: {type(exc).__name__}") from None
-    return module.eval().requires_grad_(False), card
+        module = NETWORKS[name](**card["architecture"]["kwargs"])
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"model card {FOLDER}/{name}.json does not describe a {name} network "
+                              f"({type(exc).__name__}: {exc})") from None
+    return checkpoints.load_module(module, FOLDER, name, root=root, train_command=command)
 
 
 # --- shared training pieces -----------------------------------------------------------------
@@ -249,7 +241,7 @@ def train_classifier(*, seed=0, epochs=None, data_root=None, download=False, out
     """Train the CNN classifier with light affine augmentation; returns its metrics."""
     started = time.perf_counter()
     torch.manual_seed(seed)
-    rng = torch.Generator().manual_seed(seed)
+    rng = seeded_generator(seed)
     train_x, train_y = (t.to(device) for t in load_mnist("train", data_root, download))
     test_x, test_y = (t.to(device) for t in load_mnist("test", data_root, download))
     n_epochs = epochs or _default_epochs(len(train_x), images_to_see=135_000)
@@ -290,7 +282,7 @@ def train_classifier(*, seed=0, epochs=None, data_root=None, download=False, out
 def _mean_elbo(vae: MnistVAE, images: torch.Tensor, seed: int, samples: int = 10) -> float:
     """Test ELBO in nats per image, averaged over ``samples`` draws of z per image."""
     vae.eval()
-    rng = torch.Generator().manual_seed(seed)
+    rng = seeded_generator(seed)
     return torch.stack([vae.elbo(images, rng).mean() for _ in range(samples)]).mean().item()
 
 
@@ -306,7 +298,7 @@ def train_vae(*, seed=0, epochs=None, data_root=None, download=False, out=None,
     """Train the VAE by maximising the ELBO; saves a grid of prior samples next to the card."""
     started = time.perf_counter()
     torch.manual_seed(seed)
-    rng = torch.Generator().manual_seed(seed)
+    rng = seeded_generator(seed)
     train_x, _ = load_mnist("train", data_root, download)
     test_x, _ = load_mnist("test", data_root, download)
     train_x, test_x = train_x.to(device), test_x.to(device)
@@ -333,7 +325,7 @@ def train_vae(*, seed=0, epochs=None, data_root=None, download=False, out=None,
                "train_elbo_nats": round(_mean_elbo(vae, train_x[:len(test_x)], seed), 2)}
     folder = _output_folder(out)
     with torch.no_grad():
-        prior_z = torch.randn(128, vae.latent_dim, generator=torch.Generator().manual_seed(seed))
+        prior_z = torch.randn(128, vae.latent_dim, generator=seeded_generator(seed))
         _save_grid(vae.decode(prior_z.to(device)), folder / "vae_samples.png")
     card = _card(vae, network="vae", seed=seed, epochs_arg=epochs, epochs=n_epochs,
                  data_root=data_root, download=download, train_size=len(train_x),
@@ -367,7 +359,7 @@ def train_gan(*, seed=0, epochs=None, data_root=None, download=False, out=None,
     started = time.perf_counter()
     classifier, _ = _classifier_for_metrics(out)
     torch.manual_seed(seed)
-    rng = torch.Generator().manual_seed(seed)
+    rng = seeded_generator(seed)
     train_x, _ = load_mnist("train", data_root, download)
     train_x = train_x.to(device)
     n_epochs = epochs or _default_epochs(len(train_x), images_to_see=384_000)
@@ -395,7 +387,7 @@ def train_gan(*, seed=0, epochs=None, data_root=None, download=False, out=None,
 
     generator.eval()
     with torch.no_grad():
-        evaluation_z = torch.randn(1000, LATENT_DIM, generator=torch.Generator().manual_seed(seed))
+        evaluation_z = torch.randn(1000, LATENT_DIM, generator=seeded_generator(seed))
         samples = generator(evaluation_z.to(device))
     metrics = classifier_report(classifier.to(device), samples)
     metrics["evaluated_samples"] = len(samples)

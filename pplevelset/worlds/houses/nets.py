@@ -14,6 +14,10 @@ import time
 import torch
 from torch import nn
 
+from pplevelset.rng import generator as seeded_generator
+from pplevelset.worlds.houses.priors import sample_labelled, shape_components
+from pplevelset.worlds.houses.render import SETTINGS, draw
+
 N_TRAIN, N_TEST = 16_000, 4_000
 DEFAULT_EPOCHS = 8
 BATCH_SIZE = 128
@@ -44,8 +48,6 @@ class HousesCNN(nn.Module):
 
 
 def _render_dataset(n: int, generator: torch.Generator, chunk: int = 2_000):
-    from pplevelset.worlds.houses import draw, sample_labelled
-
     z, labels = sample_labelled(n, generator)
     with torch.inference_mode():
         images = torch.cat([draw(part) for part in z.split(chunk)])
@@ -62,9 +64,7 @@ def _binary_metrics(predicted: torch.Tensor, labels: torch.Tensor, positive: int
 
 def _bayes_predictions(z: torch.Tensor) -> torch.Tensor:
     """The class of larger prior density given ``[w, h, t]``: the best any classifier can do."""
-    from pplevelset.worlds.houses import _shape_components
-
-    return _shape_components().log_prob(z[:, None, :3].float()).sum(-1).argmax(-1)
+    return shape_components().log_prob(z[:, None, :3].float()).sum(-1).argmax(-1)
 
 
 @torch.no_grad()
@@ -84,13 +84,12 @@ def train(*, seed: int = 0, epochs: int | None = None, data_root=None, download:
     from tqdm.auto import tqdm
 
     from pplevelset.checkpoints import save_checkpoint
-    from pplevelset.render import SETTINGS
 
     epochs = epochs or DEFAULT_EPOCHS
     load_before = os.getloadavg()
     started = time.perf_counter()
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded_generator(seed)
     _, train_images, train_labels = _render_dataset(N_TRAIN, generator)
     test_z, test_images, test_labels = _render_dataset(N_TEST, generator)
 
@@ -121,10 +120,10 @@ def train(*, seed: int = 0, epochs: int | None = None, data_root=None, download:
                    bayes_accuracy_on_test_latents=bayes["accuracy"])
     card = dict(
         world="houses",
-        architecture=dict(module="pplevelset.nets.houses", class_name="HousesCNN", args=model.config,
+        architecture=dict(module=__name__, class_name="HousesCNN", args=model.config,
                           parameters=sum(p.numel() for p in model.parameters())),
-        data=dict(source="rendered from the houses prior (pplevelset.worlds.houses.sample_labelled "
-                         "and draw), labels are the mixture component: 0 house, 1 rocket",
+        data=dict(source="rendered from the houses prior (pplevelset.worlds.houses.priors.sample_labelled "
+                         "and .render.draw), labels are the mixture component: 0 house, 1 rocket",
                   classes=["house", "rocket"], n_train=N_TRAIN, n_test=N_TEST,
                   generator="torch.Generator seeded with `seed`: train set drawn first, then test set",
                   renderer=SETTINGS),

@@ -124,3 +124,11 @@ def _render_rows(columns: torch.Tensor) -> torch.Tensor:
         circle = _circle_image(columns[:, 3], columns[:, 4], columns[:, 5], columns.dtype, columns.device)
         image = torch.maximum(image, circle)  # union: the brighter of the two
     return _blur(image)
+
+
+def draw(z: torch.Tensor, circle: bool = False) -> torch.Tensor:
+    """Images ``(..., 1, 64, 64)`` of latents ``(..., 3)`` or, with a circle, ``(..., 6)``."""
+    if circle and z.shape[-1] < 6:
+        raise ValueError(f"a circle needs latents [w, h, t, r, x, y]; got {z.shape[-1]} columns")
+    w, h, t = z[..., 0], z[..., 1], z[..., 2]
+    return render(w, h, t, circle=(z[..., 3], z[..., 4], z[..., 5]) if circle else None)

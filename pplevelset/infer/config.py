@@ -1,0 +1,130 @@
+"""One run configuration: every setting of a run, typed, validated once, frozen.
+
+The CLI and :func:`pplevelset.sample` both build a :class:`RunConfig` with :meth:`RunConfig.build`,
+so a bad value gets the same one-line :class:`~pplevelset.errors.UserInputError` from both, before
+any sampling starts. Kernel-specific settings sit in their own small frozen records
+(:class:`SMCOptions`), which the kernel that needs them reads and the others ignore.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field, fields
+from typing import Any, Sequence
+
+import torch
+
+from pplevelset.errors import UserInputError
+from pplevelset.targets import parse_target
+from pplevelset.worlds import load_world
+from pplevelset.worlds.base import World
+
+KERNELS = ("rwmh", "ensemble", "nuts", "smc")
+MCMC_KERNELS = ("rwmh", "ensemble", "nuts")  # the kernels with warm-up + recorded steps
+
+
+@dataclass(frozen=True)
+class SMCOptions:
+    """Tempered SMC: ``populations`` independent populations (ArviZ chains), ``moves`` MH moves per
+    temperature, and the ESS fraction ``target_ess`` each temperature step keeps."""
+
+    populations: int = 4
+    moves: int = 10
+    target_ess: float = 0.5
+
+    def validate(self, num_particles: int) -> None:
+        _count(self.populations, "populations", 1)
+        _count(self.moves, "the number of SMC moves per temperature", 1)
+        if self.populations < 1 or num_particles % self.populations or num_particles // self.populations < 2:
+            raise UserInputError(f"SMC splits {num_particles} particles into {self.populations} populations: "
+                                 "the particles must be a multiple of the populations, at least 2 each")
+        if not (isinstance(self.target_ess, (int, float)) and 0 < self.target_ess < 1):
+            raise UserInputError(f"the SMC target ESS fraction must be in (0, 1), got {self.target_ess}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs, resolved: the world built on its device, the target as a vector."""
+
+    world: World
+    target: torch.Tensor  # (L,) float32 on the world's device
+    target_spec: str  # as the user wrote it, or the vector written out
+    alpha: float = 10.0
+    kernel: str = "rwmh"
+    num_particles: int = 1000
+    warmup: int = 500
+    steps: int = 500
+    thin: int = 1
+    seed: int = 0
+    device: torch.device = torch.device("cpu")
+    step_size: float | None = None
+    progress: bool = True
+    smc: SMCOptions = field(default_factory=SMCOptions)
+
+    @classmethod
+    def build(cls, world: World | str, target: str | Sequence[float] | torch.Tensor, *, alpha: float = 10.0,
+              kernel: str = "rwmh", num_particles: int = 1000, warmup: int = 500, steps: int = 500,
+              thin: int = 1, seed: int = 0, device: str | torch.device = "cpu", step_size: float | None = None,
+              progress: bool = True, smc: SMCOptions | None = None) -> "RunConfig":
+        """Validate every setting (one-line :class:`UserInputError` for the first bad one), then load
+        the world on ``device`` and parse the target against its classes."""
+        if not (isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and math.isfinite(alpha)
+                and alpha > 0):
+            raise UserInputError(f"alpha must be a positive number, got {alpha}")
+        if kernel not in KERNELS:
+            raise UserInputError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+        _count(num_particles, "the number of particles", 1)
+        _count(warmup, "warmup", 0)
+        _count(steps, "steps", 1)
+        _count(thin, "thin", 1)
+        _count(seed, "seed", 0)
+        if step_size is not None and not (isinstance(step_size, (int, float)) and math.isfinite(step_size)
+                                          and step_size > 0):
+            raise UserInputError(f"step_size must be a finite positive number, got {step_size}")
+        smc = smc or SMCOptions()
+        if kernel == "smc":
+            smc.validate(num_particles)
+        if kernel == "ensemble" and num_particles < 6:
+            raise UserInputError(f"the ensemble kernel needs at least 6 particles (3 per half), got {num_particles}")
+        resolved = resolve_device(device)
+        world = load_world(world, device=resolved)
+        vector = parse_target(target, world.classes).to(resolved)
+        spec = target if isinstance(target, str) else ",".join(f"{float(v):g}" for v in vector)
+        config = cls(world, vector, spec, float(alpha), kernel, num_particles, warmup, steps, thin, seed, resolved,
+                     None if step_size is None else float(step_size), bool(progress), smc)
+        if kernel == "nuts":
+            from pplevelset.infer.nuts import check_differentiable
+
+            check_differentiable(world)
+        return config
+
+    def settings(self) -> dict[str, Any]:
+        """The run's settings as plain values, as ``summary.json`` and the ArviZ attributes record them."""
+        out = {"target": self.target_spec, "alpha": self.alpha, "kernel": self.kernel,
+               "num_particles": self.num_particles, "warmup": self.warmup, "steps": self.steps, "thin": self.thin,
+               "seed": self.seed, "device": str(self.device)}
+        if self.kernel == "smc":
+            out.update(warmup=None, steps=None, **{f.name: getattr(self.smc, f.name) for f in fields(SMCOptions)})
+        return out
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A torch device that exists here, or a one-line error saying why not."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserInputError(f"unknown device {device!r}; use cpu or cuda") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UserInputError("--device cuda was asked for but CUDA is not available on this machine; use --device cpu")
+    if resolved.type != "cpu" and resolved.type != "cuda":
+        raise UserInputError(f"unsupported device {device!r}; use cpu or cuda")
+    return resolved
+
+
+def _count(value: Any, what: str, minimum: int) -> None:
+    """An integer (not a float that happens to be whole, not a bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UserInputError(f"{what} must be an integer, got {value!r}")
+    if value < minimum:
+        raise UserInputError(f"{what} must be at least {minimum}, got {value}")

@@ -1,0 +1,340 @@
+"""Batched ensemble MCMC: N particles move together, each proposing from the others' positions.
+
+Why. Independent random-walk chains (:mod:`pplevelset.infer.rwmh`) never cross between separated
+pieces of a multimodal level set, so each piece keeps the prior's share of particles instead of its
+posterior mass. Here a particle's proposal is built from the *population*: a differential-evolution
+"hop" moves it by the vector between two other particles (carrying it from one piece to another),
+and a KDE independence move draws it from a kernel density estimate of the others, which in low
+dimension jumps between pieces in one step. No gradients; each step is two batched density calls.
+
+How. Red/blue scheme (Goodman & Weare 2010; emcee's ``red_blue.py``): the particles are split into
+two fixed halves, first and second half of the index range. Half A is updated with proposals built
+only from half B's current positions, then half B from A's new positions. Given the complement, the
+half's particles are independent MH updates against the tempered posterior, so every half update,
+and hence every step, leaves the product of N posteriors invariant. Each particle picks a move type
+at random with fixed weights, independent of its state (a mixture of valid kernels):
+
+- ``de``: differential evolution (ter Braak 2006; emcee ``DEMove``), ``z + g (z_a - z_b) + e`` with
+  ``a != b`` from the complement, ``g = scale * 2.38 / sqrt(2 D)``, ``e`` tiny Gaussian noise.
+- ``hop``: the same with ``g = scale`` (1: a "mode hop", ter Braak's gamma = 1 step).
+- ``walk``: Gaussian random walk ``z + scale * 2.38 / sqrt(D) * L eps``, ``L`` the Cholesky factor
+  of the complement's covariance: follows latents whose scales span orders of magnitude.
+- ``kde``: independence proposal from ``q = (1/M) sum_j N(z_j, h^2 Sigma)`` over the complement
+  (emcee ``KDEMove``; kombine), ``h = scale * M^(-1/(D+4))`` (Scott), accepted with
+  ``pi(z') q(z) / (pi(z) q(z'))``.
+
+All symmetric moves use the plain density ratio. Each move type has one scale in
+``EnsembleState.scales``; :func:`adaptation` tunes them (Robbins-Monro on the log scale)
+during warm-up only, after which they are frozen and the chain is valid MCMC.
+
+Written in BlackJAX's shape, like :mod:`~pplevelset.infer.rwmh`: :func:`init` and :func:`step` are
+pure functions over NamedTuples, batched over the particle dimension, and a ``torch.Generator`` is
+the only source of randomness. The density function must accept any number of rows (``N // 2`` and
+``N - N // 2`` here): :class:`~pplevelset.model.ParticleDensity`'s lean path for
+:func:`~pplevelset.model.level_set_model` does; its Pyro-trace path is tied to the plate size.
+
+References: Goodman & Weare (2010), Ensemble samplers with affine invariance, CAMCoS 5(1);
+ter Braak (2006), A Markov chain Monte Carlo version of the genetic algorithm Differential
+Evolution, Stat. Comput. 16; Foreman-Mackey et al. (2013), emcee, PASP 125; Farr & Farr, kombine.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable, NamedTuple
+
+import torch
+
+from pplevelset.errors import UserInputError
+from pplevelset.infer.mcmc import Adaptation, Algorithm
+from pplevelset.infer.tempering import tempered
+from pplevelset.model import Density
+
+MOVE_NAMES = ("de", "hop", "walk", "kde")
+DE, HOP, WALK, KDE = range(len(MOVE_NAMES))
+# Acceptance the warm-up steers each move's scale toward; NaN leaves the scale fixed. 0.234 for the
+# random-walk-like moves (Roberts et al. 1997); the hop's gamma stays 1 (its point is the exact
+# translation between pieces); the KDE bandwidth stays at Scott's factor (measured: adapting it
+# toward high acceptance shrinks it and slows mixing between pieces, see the module tests).
+TARGET_ACCEPT = (0.234, math.nan, 0.234, math.nan)
+DE_NOISE = 1e-4  # additive DE noise, relative to the complement's per-coordinate sd (irreducibility)
+KDE_MAX_DIM = 10  # above this a KDE of a few hundred points proposes almost nothing acceptable
+KDE_CHUNK = 2**20  # pairs per chunk in the KDE log density: memory O(KDE_CHUNK), not O(N^2)
+KDE_MAX_CENTRES = 1024  # larger complements use a random subset (fixed within the half update): cost O(N)
+
+
+class Moves(NamedTuple):
+    """Probability of each move type, per particle and step (normalised when used)."""
+
+    de: float = 0.0
+    hop: float = 0.0
+    walk: float = 0.0
+    kde: float = 0.0
+
+
+def default_moves(dim: int) -> Moves:
+    """Weights for a ``dim``-dimensional latent: KDE moves only where a population can cover the
+    space (``dim <= KDE_MAX_DIM``); DE/hop/walk always, which are valid in any dimension."""
+    if dim <= KDE_MAX_DIM:
+        return Moves(de=0.4, hop=0.1, walk=0.2, kde=0.3)
+    return Moves(de=0.6, hop=0.2, walk=0.2, kde=0.0)
+
+
+DEFAULT_MOVES = default_moves(2)
+
+
+class EnsembleState(NamedTuple):
+    """Everything the next step needs, per particle, plus one scale per move type."""
+
+    z_unconstrained: torch.Tensor  # (N, D)
+    log_prior: torch.Tensor  # (N,) includes the Jacobian
+    log_likelihood: torch.Tensor  # (N,)
+    predictions: torch.Tensor  # (N, L)
+    scales: torch.Tensor  # (K,) one per entry of MOVE_NAMES
+
+
+class EnsembleInfo(NamedTuple):
+    """What diagnostics and adaptation need about one step, per particle."""
+
+    acceptance_prob: torch.Tensor  # (N,)
+    is_accepted: torch.Tensor  # (N,) bool
+    is_invalid: torch.Tensor  # (N,) bool: the proposal's density was NaN or infinite (rejected)
+    move: torch.Tensor  # (N,) long: index into MOVE_NAMES
+
+
+class AdaptState(NamedTuple):
+    """Robbins-Monro state: the step count and the acceptance each move's scale is steered toward."""
+
+    iteration: int
+    targets: torch.Tensor  # (K,) NaN = not adapted
+
+
+def check_size(num_particles: int) -> None:
+    """A difference of two *other* particles from the complement needs 3 per half."""
+    if num_particles < 6:
+        raise UserInputError(f"the ensemble kernel needs at least 6 particles (3 per half), got {num_particles}")
+
+
+def init(z_unconstrained: torch.Tensor, log_density_fn: Callable[[torch.Tensor], Density],
+         scales: torch.Tensor | None = None) -> EnsembleState:
+    """The state at ``z_unconstrained`` (``(N, D)``), scored in one batched call; scales start at 1
+    (the textbook constants above) unless given."""
+    check_size(z_unconstrained.shape[0])
+    density = log_density_fn(z_unconstrained)
+    if scales is None:
+        scales = torch.ones(len(MOVE_NAMES), dtype=z_unconstrained.dtype, device=z_unconstrained.device)
+    return EnsembleState(z_unconstrained, density.log_prior, density.log_likelihood, density.predictions,
+                         torch.as_tensor(scales, dtype=z_unconstrained.dtype, device=z_unconstrained.device))
+
+
+def step(generator: torch.Generator, state: EnsembleState, log_density_fn: Callable[[torch.Tensor], Density],
+         *, beta: float | torch.Tensor = 1.0, moves: Moves = DEFAULT_MOVES) -> tuple[EnsembleState, EnsembleInfo]:
+    """One red/blue step against ``p(z) p(target | z)^beta``: the first half moves given the second,
+    then the second given the first's new positions. Two density calls of about N/2 rows each.
+
+    :param beta: likelihood temperature, a number or a per-particle ``(N,)`` tensor.
+    """
+    num = state.z_unconstrained.shape[0]
+    check_size(num)
+    half = num // 2
+    first, second = slice(0, half), slice(half, num)
+    weights = torch.tensor(moves, dtype=torch.float64, device=state.z_unconstrained.device)
+    if not (weights >= 0).all() or weights.sum() <= 0:
+        raise UserInputError(f"move weights must be non-negative with a positive sum, got {moves}")
+    state, info_first = _update_half(generator, state, first, second, log_density_fn, beta, weights)
+    state, info_second = _update_half(generator, state, second, first, log_density_fn, beta, weights)
+    return state, EnsembleInfo(*(torch.cat(pair) for pair in zip(info_first, info_second)))
+
+
+def _update_half(generator, state: EnsembleState, active: slice, other: slice, log_density_fn,
+                 beta, weights: torch.Tensor) -> tuple[EnsembleState, EnsembleInfo]:
+    """MH update of the particles in ``active`` with proposals built from those in ``other``."""
+    z = state.z_unconstrained[active]
+    complement = state.z_unconstrained[other]
+    move = torch.multinomial(weights, z.shape[0], replacement=True, generator=generator).to(z.device)
+    proposal, log_q_ratio = _propose(generator, z, complement, move, state.scales)
+    density = log_density_fn(proposal)
+    part_beta = beta[active] if torch.is_tensor(beta) and beta.dim() > 0 else beta
+    proposed = tempered(density.log_prior, density.log_likelihood, part_beta)
+    current = tempered(state.log_prior[active], state.log_likelihood[active], part_beta)
+    log_ratio = proposed - current + log_q_ratio
+    is_invalid = ~torch.isfinite(proposed)
+    log_ratio = torch.where(is_invalid | torch.isnan(log_ratio), torch.full_like(log_ratio, -math.inf), log_ratio)
+    acceptance_prob = log_ratio.clamp(max=0.0).exp()
+    is_accepted = torch.rand(z.shape[0], generator=generator, device=z.device, dtype=z.dtype) < acceptance_prob
+
+    def merged(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        if old.dim() > 1 and old.shape[1] == 0:  # no predictions
+            return old
+        keep = is_accepted.reshape((-1,) + (1,) * (old.dim() - 1))
+        out = old.clone()
+        out[active] = torch.where(keep, new, old[active])
+        return out
+
+    new_state = EnsembleState(merged(state.z_unconstrained, proposal), merged(state.log_prior, density.log_prior),
+                              merged(state.log_likelihood, density.log_likelihood),
+                              merged(state.predictions, density.predictions), state.scales)
+    return new_state, EnsembleInfo(acceptance_prob, is_accepted, is_invalid, move)
+
+
+class _Cloud(NamedTuple):
+    """The complement's shape: positions, per-coordinate sd, and the Cholesky factor of its covariance."""
+
+    points: torch.Tensor  # (M, D)
+    sd: torch.Tensor  # (D,)
+    chol: torch.Tensor  # (D, D) lower triangular, float64
+
+
+def cloud(points: torch.Tensor) -> _Cloud:
+    """Covariance in float64 (prior scales 0.01..100 make it ill-conditioned in float32), with
+    jitter relative to each variance so a degenerate cloud still factorises."""
+    x = points.double()
+    dim = x.shape[1]
+    cov = torch.cov(x.T).reshape(dim, dim)
+    variance = cov.diagonal().clamp_min(0.0)
+    floor = variance.mean() * 1e-12 + torch.finfo(torch.float64).tiny
+    for jitter in (1e-10, 1e-6, 1e-3):
+        chol, failed = torch.linalg.cholesky_ex(cov + torch.diag(jitter * variance + floor))
+        if not failed:
+            break
+    else:  # a cloud this degenerate (NaN, or rank 0): fall back to the per-coordinate spread
+        chol = torch.diag((variance + floor).sqrt())
+    return _Cloud(points, variance.sqrt().to(points.dtype), chol)
+
+
+def _propose(generator, z: torch.Tensor, complement: torch.Tensor, move: torch.Tensor,
+             scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Proposals for every active particle by its move type, and ``log q(z) - log q(z')`` (0 for
+    the symmetric moves). Random draws happen in MOVE_NAMES order, each for its own particles."""
+    shape = cloud(complement)
+    dim = z.shape[1]
+    proposal = z.clone()
+    log_q_ratio = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
+    for kind in range(len(MOVE_NAMES)):
+        index = (move == kind).nonzero().squeeze(-1)
+        if index.numel() == 0:
+            continue
+        if kind in (DE, HOP):
+            gamma = scales[DE] * 2.38 / math.sqrt(2 * dim) if kind == DE else scales[HOP]
+            proposal[index] = _differential(generator, z[index], shape, gamma)
+        elif kind == WALK:
+            noise = _gaussian(generator, index.numel(), shape)
+            proposal[index] = z[index] + scales[WALK] * 2.38 / math.sqrt(dim) * noise
+        else:
+            proposal[index], log_q_ratio[index] = _kde(generator, z[index], shape, scales[KDE])
+    return proposal, log_q_ratio
+
+
+def _gaussian(generator, count: int, shape: _Cloud) -> torch.Tensor:
+    """``count`` draws of ``N(0, Sigma)``, ``Sigma`` the cloud's covariance."""
+    eps = torch.randn((count, shape.chol.shape[0]), generator=generator, device=shape.points.device,
+                      dtype=shape.points.dtype)
+    return eps @ shape.chol.T.to(shape.points.dtype)
+
+
+def _differential(generator, z: torch.Tensor, shape: _Cloud, gamma: torch.Tensor) -> torch.Tensor:
+    """``z + gamma (z_a - z_b) + e`` with ``a != b`` uniform over the cloud: symmetric, because
+    swapping ``a`` and ``b`` (equally likely) and negating ``e`` undoes it."""
+    size, count = shape.points.shape[0], z.shape[0]
+    a = torch.randint(size, (count,), generator=generator, device=z.device)
+    b = torch.randint(size - 1, (count,), generator=generator, device=z.device)
+    b = b + (b >= a).long()
+    noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype) * (DE_NOISE * shape.sd)
+    return z + gamma * (shape.points[a] - shape.points[b]) + noise
+
+
+def _kde(generator, z: torch.Tensor, shape: _Cloud, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """An independence proposal from the cloud's Gaussian KDE and its ``log q(z) - log q(z')``."""
+    if shape.points.shape[0] > KDE_MAX_CENTRES:  # the subset is drawn independently of z: q stays fixed
+        subset = torch.randperm(shape.points.shape[0], generator=generator, device=z.device)[:KDE_MAX_CENTRES]
+        shape = shape._replace(points=shape.points[subset])
+    size, dim = shape.points.shape
+    bandwidth = scale * size ** (-1.0 / (dim + 4))  # Scott's rule
+    centre = torch.randint(size, (z.shape[0],), generator=generator, device=z.device)
+    proposal = shape.points[centre] + bandwidth * _gaussian(generator, z.shape[0], shape)
+    log_q = _kde_log_q(torch.cat([z, proposal]), shape, bandwidth)
+    return proposal, log_q[:z.shape[0]] - log_q[z.shape[0]:]
+
+
+def _kde_log_q(x: torch.Tensor, shape: _Cloud, bandwidth: torch.Tensor) -> torch.Tensor:
+    """``log q(x)`` up to a constant shared by all ``x``: logsumexp over the cloud of the whitened
+    squared distances (float64), a chunk of rows at a time so memory stays ``O(KDE_CHUNK)``."""
+    chol = shape.chol
+    centres = torch.linalg.solve_triangular(chol, shape.points.double().T, upper=False)  # (D, M)
+    queries = torch.linalg.solve_triangular(chol, x.double().T, upper=False).T  # (n, D)
+    scale = -0.5 / bandwidth.double() ** 2
+    # scale |x - c|^2 = scale |x|^2 + (scale |c|^2 - 2 scale x.c): the first term leaves the logsumexp
+    centre_terms = (scale * centres.square().sum(0)).unsqueeze(0)  # (1, M)
+    chunk = max(1, KDE_CHUNK // centres.shape[1])
+    out = []
+    for part in queries.split(chunk):
+        logits = torch.addmm(centre_terms, part, centres * (-2 * scale))
+        out.append(torch.logsumexp(logits, dim=-1) + scale * part.square().sum(1))
+    return torch.cat(out).to(x.dtype)
+
+
+def adaptation(targets: tuple[float, ...] = TARGET_ACCEPT) -> Adaptation:
+    """Robbins-Monro on each move's log scale, ``log s_k += (t + 1)^-0.6 (a_k - target_k)``, with
+    ``a_k`` the mean acceptance probability of the particles that used move k this step; moves
+    with a NaN target, or unused this step, keep their scale. The driver applies it during warm-up
+    only: afterwards the scales are frozen and the chain is valid MCMC."""
+
+    def init(state: EnsembleState) -> AdaptState:
+        return AdaptState(0, torch.tensor(targets, dtype=state.scales.dtype, device=state.scales.device))
+
+    def update(adapt: AdaptState, state: EnsembleState, info: EnsembleInfo) -> tuple[AdaptState, EnsembleState]:
+        accept_sum, count = acceptance_counts(info)
+        mean = accept_sum / count.clamp_min(1)
+        active = (count > 0) & torch.isfinite(adapt.targets)
+        change = torch.where(active, (adapt.iteration + 1) ** -0.6 * (mean - torch.nan_to_num(adapt.targets)),
+                             torch.zeros_like(mean))
+        return adapt._replace(iteration=adapt.iteration + 1), state._replace(scales=state.scales * change.exp())
+
+    return Adaptation(init, update)
+
+
+def algorithm(moves: Moves | None = None, targets: tuple[float, ...] = TARGET_ACCEPT) -> Algorithm:
+    """The ensemble kernel for :func:`pplevelset.infer.mcmc.run_mcmc`; ``moves`` defaults to
+    :func:`default_moves` of the latent dimension. Its recorded ``step_size`` is the DE scale."""
+
+    def chosen(state: EnsembleState) -> Moves:
+        return moves if moves is not None else default_moves(state.z_unconstrained.shape[1])
+
+    def start(z_unconstrained: torch.Tensor, density) -> EnsembleState:
+        return init(z_unconstrained, density)
+
+    def advance(generator: torch.Generator, state: EnsembleState, density) -> tuple[EnsembleState, EnsembleInfo]:
+        return step(generator, state, density, moves=chosen(state))
+
+    def step_size(state: EnsembleState) -> torch.Tensor:
+        return state.scales[DE].expand(state.z_unconstrained.shape[0])
+
+    return Algorithm(start, advance, adaptation(targets), step_size, MOVE_NAMES)
+
+
+def acceptance_counts(info: EnsembleInfo) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per move type: the sum of acceptance probabilities and the number of particles that used it
+    (accumulate these over steps for :func:`move_acceptance`)."""
+    k = len(MOVE_NAMES)
+    dtype = info.acceptance_prob.dtype
+    accept_sum = torch.zeros(k, dtype=dtype, device=info.move.device).index_add_(0, info.move, info.acceptance_prob)
+    count = torch.bincount(info.move, minlength=k).to(dtype)
+    return accept_sum, count
+
+
+def move_acceptance(infos: Iterable[EnsembleInfo] | tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+    """Mean acceptance probability per move type (the Rao-Blackwellised acceptance rate), from a
+    sequence of infos or accumulated ``(accept_sum, count)``; moves never used are left out.
+
+    Example: ``summary["move_acceptance"] = move_acceptance(infos)`` gives ``{"de": 0.27, ...}``.
+    """
+    if isinstance(infos, tuple) and len(infos) == 2 and torch.is_tensor(infos[0]):
+        accept_sum, count = infos
+    else:
+        accept_sum = count = 0
+        for info in infos:
+            step_sum, step_count = acceptance_counts(info)
+            accept_sum, count = accept_sum + step_sum, count + step_count
+        if not torch.is_tensor(count):
+            return {}
+    return {name: float(accept_sum[k] / count[k]) for k, name in enumerate(MOVE_NAMES) if count[k] > 0}

@@ -1,0 +1,374 @@
+"""The ensemble kernel against exactly known multimodal posteriors (tests/exact_worlds.py).
+
+Tolerances. (1) Invariance tests start N particles at exact, independent posterior draws. If every
+move leaves the product posterior invariant, the particles after K steps are again N independent
+posterior draws, whatever the coupling through the population. A piece of mass p then holds a
+fraction with standard error sqrt(p (1 - p) / N), and the mean of a coordinate with posterior sd s
+has standard error s / sqrt(N). (2) Runs from the prior pool all recorded draws (particles x steps);
+they are correlated, so the standard error of a piece's mass uses the effective sample size of the
+piece indicator, ``sqrt(p (1 - p) / ESS)`` (ArviZ bulk ESS over the particles-as-chains). Every
+check is ``|estimate - exact| < 4.5`` standard errors (probability ~7e-6 each for a correct sampler;
+seeds are fixed, so the outcome is deterministic anyway), and mass errors must also be below the
+goal's 0.02. R-hat (rank-normalised split R-hat, particles as chains, max over coordinates) must be
+<= 1.05. Power: the same checks fail for an invalid move (KDE without its q ratio, a drifting
+walk), for the right draws against a wrong posterior, and for independent random-walk chains.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import arviz as az
+import numpy as np
+import pytest
+import torch
+from exact_worlds import ALPHA, TARGET, BandWorld, ToyPieces, pieces_5d, three_pieces_2d, two_pieces_2d, wide_scales_4d
+
+import pplevelset as pls
+from pplevelset.errors import UserInputError
+from pplevelset.infer import ensemble, rwmh
+from pplevelset.infer.mcmc import initial_positions
+from pplevelset.model import ParticleDensity, level_set_model
+
+Z_LIMIT = 4.5
+MASS_GOAL = 0.02
+RHAT_GOAL = 1.05
+WORLDS = {"two_pieces_2d": two_pieces_2d, "three_pieces_2d": three_pieces_2d, "pieces_5d": pieces_5d,
+          "wide_scales_4d": wide_scales_4d}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small batched ops run faster on one thread than two contended ones (and the timing is stabler)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def band_density(world: BandWorld, num: int) -> ParticleDensity:
+    return ParticleDensity(level_set_model, (world, pls.parse_target(TARGET, world.classes), ALPHA, num))
+
+
+def drive(algorithm, density, generator, z, warmup: int, steps: int):
+    """Warm-up with adaptation, then ``steps`` recorded steps: z trace ``(N, steps, D)``, the final
+    state and per-move ``(accept_sum, count)`` over the recorded steps."""
+    trace, totals = [], (0, 0)
+    with torch.no_grad():
+        state = algorithm.init(z, density)
+        adapt = algorithm.adaptation.init(state)
+        for iteration in range(warmup + steps):
+            state, info = algorithm.step(generator, state, density)
+            if iteration < warmup:
+                adapt, state = algorithm.adaptation.update(adapt, state, info)
+            else:
+                trace.append(state.z_unconstrained)
+                if hasattr(info, "move"):
+                    step_sum, step_count = ensemble.acceptance_counts(info)
+                    totals = (totals[0] + step_sum, totals[1] + step_count)
+    return torch.stack(trace, 1), state, totals
+
+
+def run_from_prior(world, pieces, num, warmup, steps, seed=0, algorithm=None):
+    density = band_density(world, num) if isinstance(world, BandWorld) else pieces.density(num)
+    generator = torch.Generator().manual_seed(seed)
+    z = initial_positions(density, generator)
+    return drive(algorithm or ensemble.algorithm(), density, generator, z, warmup, steps)
+
+
+def mass_z_scores(piece: np.ndarray, exact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Estimated masses from a ``(chains, draws)`` piece index and their ESS-based z-scores."""
+    masses, scores = [], []
+    for k, p in enumerate(exact):
+        indicator = (piece == k).astype(float)
+        ess = float(az.ess(az.convert_to_dataset({"i": indicator}))["i"]) if indicator.std() > 0 else indicator.size
+        masses.append(indicator.mean())
+        scores.append((indicator.mean() - p) / math.sqrt(p * (1 - p) / ess))
+    return np.array(masses), np.array(scores)
+
+
+def max_rhat(trace: torch.Tensor) -> float:
+    return float(az.rhat(az.convert_to_dataset({"z": trace.double().numpy()}))["z"].max())
+
+
+def iid_z_scores(world: BandWorld, z: torch.Tensor, beta: float = 1.0) -> np.ndarray:
+    """z-scores of piece fractions, whitened-coordinate means and E t^2 of independent draws ``z``."""
+    n = z.shape[0]
+    exact = world.exact_masses(beta=beta)
+    observed = np.bincount(world.piece(z), minlength=len(exact)) / n
+    scores = [(observed - exact) / np.sqrt(exact * (1 - exact) / n)]
+    mean, sd = world.exact_moments(beta=beta)
+    w = (z.double() / world.prior_scales.double()).numpy()
+    scores.append((w.mean(0) - mean) / (sd / math.sqrt(n)))
+    t, weights = world.t_posterior(beta=beta)
+    m2, m4 = weights @ t**2, weights @ t**4
+    t_draws = w @ world.u
+    scores.append(np.array([(np.mean(t_draws**2) - m2) / math.sqrt((m4 - m2**2) / n)]))
+    return np.concatenate(scores)
+
+
+def moved_exact_draws(world, moves, num=4000, steps=10, seed=0, beta=1.0):
+    """Exact posterior draws moved ``steps`` times with fixed scales (1: the textbook constants)."""
+    generator = torch.Generator().manual_seed(seed)
+    z = world.exact_samples(num, generator, beta=beta)
+    density = band_density(world, num)
+    with torch.no_grad():
+        state = ensemble.init(z, density)
+        accepted = 0.0
+        for _ in range(steps):
+            state, info = ensemble.step(generator, state, density, moves=moves, beta=beta)
+            accepted += float(info.is_accepted.float().mean()) / steps
+    return state.z_unconstrained, accepted
+
+
+# --- invariance: the most important tests -----------------------------------------------------------
+
+SINGLE_MOVES = {name: ensemble.Moves(**{name: 1.0}) for name in ensemble.MOVE_NAMES}
+
+
+@pytest.mark.parametrize("world_name", ["two_pieces_2d", "wide_scales_4d", "pieces_5d"])
+@pytest.mark.parametrize("move", list(SINGLE_MOVES) + ["default"])
+def test_each_move_leaves_the_exact_posterior_invariant(world_name, move):
+    world = WORLDS[world_name]()
+    moves = SINGLE_MOVES.get(move) or ensemble.default_moves(world.latent_dim)
+    z, accepted = moved_exact_draws(world, moves)
+    assert accepted > 0.05, accepted  # the moves really moved the particles
+    scores = iid_z_scores(world, z)
+    assert np.all(np.abs(scores) < Z_LIMIT), scores
+
+
+def test_tempered_steps_leave_the_tempered_posterior_invariant():
+    world = two_pieces_2d()
+    z, accepted = moved_exact_draws(world, ensemble.default_moves(2), beta=0.3)
+    assert accepted > 0.05
+    scores = iid_z_scores(world, z, beta=0.3)
+    assert np.all(np.abs(scores) < Z_LIMIT), scores
+
+
+def test_invariance_check_catches_a_kde_move_without_its_q_ratio(monkeypatch):
+    world = two_pieces_2d()
+    monkeypatch.setattr(ensemble, "_kde_log_q", lambda x, shape, bandwidth: x.new_zeros(x.shape[0]))
+    z, _ = moved_exact_draws(world, SINGLE_MOVES["kde"])
+    assert np.max(np.abs(iid_z_scores(world, z))) > Z_LIMIT
+
+
+def test_invariance_check_catches_an_asymmetric_walk(monkeypatch):
+    world = wide_scales_4d()
+    gaussian = ensemble._gaussian
+    monkeypatch.setattr(ensemble, "_gaussian", lambda generator, count, shape: gaussian(generator, count, shape)
+                        + 0.3 * shape.sd)
+    z, _ = moved_exact_draws(world, SINGLE_MOVES["walk"])
+    assert np.max(np.abs(iid_z_scores(world, z))) > Z_LIMIT
+
+
+def test_exact_draws_pass_and_a_wrong_posterior_fails():
+    """The exact sampler of the test worlds is right, and the check sees a nearby wrong posterior."""
+    world = two_pieces_2d()
+    z = world.exact_samples(4000, torch.Generator().manual_seed(1))
+    assert np.all(np.abs(iid_z_scores(world, z)) < Z_LIMIT)
+    shifted = BandWorld(((-3.5, -2.0), (1.2, 2.5)))
+    assert np.max(np.abs(iid_z_scores(shifted, z))) > Z_LIMIT
+
+
+# --- from the prior: masses, R-hat, and the failure of independent chains ------------------------
+
+def check_run(trace, exact, piece_fn):
+    piece = piece_fn(trace.reshape(-1, trace.shape[-1])).reshape(trace.shape[:2])
+    masses, scores = mass_z_scores(piece, exact)
+    rhat = max_rhat(trace)
+    return masses, scores, rhat
+
+
+@pytest.mark.parametrize("world_name", list(WORLDS))
+def test_ensemble_from_the_prior_finds_every_piece_mass(world_name):
+    """N = 500, 300 + 300 steps (the full 1000 / 500 + 500 run is the slow test below)."""
+    world = WORLDS[world_name]()
+    trace, _, _ = run_from_prior(world, None, 500, 300, 300)
+    masses, scores, rhat = check_run(trace, world.exact_masses(), world.piece)
+    assert np.all(np.abs(scores) < Z_LIMIT), (masses, scores)
+    assert np.all(np.abs(masses - world.exact_masses()) < MASS_GOAL), masses
+    assert rhat <= RHAT_GOAL, rhat
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("world_name", list(WORLDS) + ["toy"])
+def test_ensemble_meets_the_goal_at_full_size(world_name):
+    """The goal as stated: N = 1000, 500 warm-up + 500 recorded steps, masses from all draws within
+    0.02 (and 4.5 ESS-based standard errors) of exact, R-hat <= 1.05."""
+    if world_name == "toy":
+        toy = ToyPieces()
+        trace, _, totals = run_from_prior(toy.world, toy, 1000, 500, 500)
+        exact, piece_fn = toy.exact_masses(), toy.piece
+    else:
+        world = WORLDS[world_name]()
+        trace, _, totals = run_from_prior(world, None, 1000, 500, 500)
+        exact, piece_fn = world.exact_masses(), world.piece
+    masses, scores, rhat = check_run(trace, exact, piece_fn)
+    assert np.all(np.abs(scores) < Z_LIMIT), (masses, scores)
+    assert np.all(np.abs(masses - exact) < MASS_GOAL), masses
+    assert rhat <= RHAT_GOAL, rhat
+    assert all(0.05 < rate < 0.95 for rate in ensemble.move_acceptance(totals).values())
+
+
+def test_independent_random_walks_fail_the_same_check():
+    """rwmh keeps the prior's share of particles in each piece: the check has power."""
+    world = two_pieces_2d()
+    trace, _, _ = run_from_prior(world, None, 500, 300, 300, algorithm=rwmh.algorithm())
+    masses, scores, rhat = check_run(trace, world.exact_masses(), world.piece)
+    assert np.max(np.abs(masses - world.exact_masses())) > MASS_GOAL
+    assert np.max(np.abs(scores)) > Z_LIMIT
+    assert rhat > RHAT_GOAL
+
+
+# --- adaptation, interface, errors, reproducibility ------------------------------------------------
+
+def test_scales_adapt_in_warmup_toward_the_targets_and_stay_fixed_after():
+    world = wide_scales_4d()
+    density = band_density(world, 400)
+    generator = torch.Generator().manual_seed(0)
+    algorithm = ensemble.algorithm()
+    with torch.no_grad():
+        state = algorithm.init(initial_positions(density, generator), density)
+        adapt = algorithm.adaptation.init(state)
+        for _ in range(200):
+            state, info = algorithm.step(generator, state, density)
+            adapt, state = algorithm.adaptation.update(adapt, state, info)
+        frozen = state.scales.clone()
+        totals = (0, 0)
+        for _ in range(50):
+            state, info = algorithm.step(generator, state, density)
+            step_sum, step_count = ensemble.acceptance_counts(info)
+            totals = (totals[0] + step_sum, totals[1] + step_count)
+    assert torch.equal(state.scales, frozen)
+    assert frozen[ensemble.HOP] == 1 and frozen[ensemble.KDE] == 1  # not adapted by design
+    rates = ensemble.move_acceptance(totals)
+    assert set(rates) == set(ensemble.MOVE_NAMES)
+    assert 0.15 < rates["de"] < 0.35 and 0.15 < rates["walk"] < 0.35, rates
+
+
+def test_move_acceptance_from_infos_and_from_counts_agree():
+    world = two_pieces_2d()
+    density = band_density(world, 100)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        state = ensemble.init(world.exact_samples(100, generator), density)
+        infos = []
+        for _ in range(5):
+            state, info = ensemble.step(generator, state, density, moves=ensemble.Moves(de=1, walk=1))
+            infos.append(info)
+    from_infos = ensemble.move_acceptance(infos)
+    sums = [ensemble.acceptance_counts(info) for info in infos]
+    from_counts = ensemble.move_acceptance((sum(s for s, _ in sums), sum(c for _, c in sums)))
+    assert set(from_infos) == {"de", "walk"}
+    assert from_infos == pytest.approx(from_counts)
+    assert all(info.move.dtype == torch.long and info.move.shape == (100,) for info in infos)
+
+
+@pytest.mark.parametrize("num", [1, 5])
+def test_fewer_than_six_particles_is_a_user_error(num):
+    density = band_density(two_pieces_2d(), num)
+    with pytest.raises(UserInputError, match=f"at least 6 particles \\(3 per half\\), got {num}"):
+        ensemble.init(torch.zeros(num, 2), density)
+
+
+def test_same_seed_same_trace_and_the_global_rng_is_untouched():
+    world = three_pieces_2d()
+    density = band_density(world, 64)
+    z = world.exact_samples(64, torch.Generator().manual_seed(0))
+    runs = []
+    for seed in (5, 5, 6):
+        torch.manual_seed(123)
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            state = ensemble.init(z, density)
+            for _ in range(20):
+                state, info = ensemble.step(generator, state, density)
+        runs.append((state, info, torch.rand(3)))
+    for a, b in zip(runs[0][0] + runs[0][1], runs[1][0] + runs[1][1]):
+        assert torch.equal(a, b)
+    assert not torch.equal(runs[0][0].z_unconstrained, runs[2][0].z_unconstrained)
+    torch.manual_seed(123)
+    assert torch.equal(runs[0][2], torch.rand(3))  # step never drew from torch's global RNG
+
+
+def test_step_does_not_modify_its_input_state_and_handles_odd_sizes():
+    world = two_pieces_2d()
+    density = band_density(world, 7)
+    z = world.exact_samples(7, torch.Generator().manual_seed(0))
+    state = ensemble.init(z, density)
+    copy = [t.clone() for t in state]
+    new_state, info = ensemble.step(torch.Generator().manual_seed(0), state, density)
+    assert all(torch.equal(a, b) for a, b in zip(state, copy))
+    assert new_state.z_unconstrained.shape == (7, 2) and info.acceptance_prob.shape == (7,)
+
+
+def test_invalid_proposals_are_rejected_and_counted():
+    """A classifier that is NaN on part of the space: proposals there are counted, never entered."""
+    from conftest import HoleWorld
+
+    world = HoleWorld()
+    density = ParticleDensity(level_set_model, (world, pls.parse_target("ambiguous", world.classes), 5.0, 200))
+    generator = torch.Generator().manual_seed(0)
+    invalid = 0
+    with torch.no_grad():
+        state = ensemble.init(initial_positions(density, generator), density)
+        for _ in range(30):
+            state, info = ensemble.step(generator, state, density)
+            invalid += int(info.is_invalid.sum())
+            assert not (info.is_accepted & info.is_invalid).any()
+    assert invalid > 0
+    assert (state.z_unconstrained[:, 0] <= 1.0).all() and torch.isfinite(state.log_likelihood).all()
+
+
+def test_degenerate_cloud_still_factorises():
+    """All complement particles at one point: the covariance is zero; the kernel must not crash."""
+    shape = ensemble.cloud(torch.ones(10, 3))
+    assert torch.isfinite(shape.chol).all()
+    density = band_density(two_pieces_2d(), 8)
+    state = ensemble.init(torch.full((8, 2), 1.5), density)
+    new_state, _ = ensemble.step(torch.Generator().manual_seed(0), state, density)
+    assert torch.isfinite(new_state.z_unconstrained).all()
+
+
+def test_default_moves_drop_kde_in_high_dimension():
+    assert ensemble.default_moves(5).kde > 0
+    assert ensemble.default_moves(50).kde == 0
+
+
+def test_kde_log_density_is_chunked_without_changing_it(monkeypatch):
+    points = torch.randn(300, 3)
+    shape = ensemble.cloud(points)
+    x = torch.randn(50, 3)
+    whole = ensemble._kde_log_q(x, shape, torch.tensor(0.5))
+    monkeypatch.setattr(ensemble, "KDE_CHUNK", 300 * 7)
+    assert torch.allclose(ensemble._kde_log_q(x, shape, torch.tensor(0.5)), whole)
+    # against a direct evaluation of the KDE (up to the shared constant)
+    cov = torch.cov(points.double().T)
+    mvn = torch.distributions.MultivariateNormal(points.double(), covariance_matrix=0.25 * cov)
+    direct = torch.logsumexp(mvn.log_prob(x.double().unsqueeze(1)), dim=1)
+    difference = direct - whole.double()
+    assert torch.allclose(difference, difference[0].expand_as(difference), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_step_cost_against_a_bare_density_call():
+    """Reported, not asserted tightly: on the toy world the density is tiny and overhead dominates."""
+    world = pls.load_world("toy")
+    density = ParticleDensity(level_set_model, (world, pls.parse_target("ambiguous", world.classes), 10.0, 1000))
+    generator = torch.Generator().manual_seed(0)
+    z = torch.randn(1000, 2)
+    state = ensemble.init(z, density)
+
+    def seconds(fn, repeats=100):
+        fn()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return (time.perf_counter() - start) / repeats
+
+    with torch.no_grad():
+        bare = seconds(lambda: density(z))
+        kernel = seconds(lambda: ensemble.step(generator, state, density))
+    print(f"bare density {bare * 1e3:.3f} ms, ensemble step {kernel * 1e3:.3f} ms, ratio {kernel / bare:.2f}")
+    assert kernel / bare < 50
