@@ -14,7 +14,8 @@ import torch
 
 import pplevelset as pls
 from pplevelset.model import ParticleDensity, level_set_model
-from pplevelset.infer import rwmh
+from pplevelset.infer.mcmc import initial_positions
+from pplevelset.infer.mcmc import initial_positions
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = {"rwmh", "nuts", "pyro_nuts_single", "pyro_rw_single", "prior_rejection", "smc"}
@@ -52,7 +53,7 @@ def test_direct_density_equals_the_traced_one(world_name):
     traced = ParticleDensity(level_set_model, (world, target, 10.0, 64), lean=False)
     assert direct.lean and not traced.lean
     with torch.no_grad():
-        z = rwmh.initial_positions(traced, torch.Generator().manual_seed(0))
+        z = initial_positions(traced, torch.Generator().manual_seed(0))
         z = torch.cat([z[:-2], torch.full_like(z[-2:], 40.0)])  # far out: extreme probabilities, edge of supports
         a, b = direct(z), traced(z)
     for name in a._fields:
