@@ -133,23 +133,26 @@ class BandWorld(pls.World):
 
 
 def two_pieces_2d(**kwargs) -> BandWorld:
-    """Two slabs 3 prior sds apart; exact masses ~0.87 / 0.13 while the prior puts 0.31 / 0.69 of
-    particles on their sides."""
+    """Two slabs 3 prior sds apart: exact masses 0.127 / 0.873 (lower / upper slab), while the prior
+    puts 0.31 / 0.69 of its draws on their sides."""
     return BandWorld(((-3.5, -2.0), (1.0, 2.5)), dim=2, **kwargs)
 
 
 def three_pieces_2d(**kwargs) -> BandWorld:
-    """Three slabs along a random direction, masses about 0.31 / 0.51 / 0.18 (prior shares 0.21 / 0.65 / 0.14)."""
+    """Three slabs along a random direction, 1.3 and 1.2 sds apart: exact masses 0.508 / 0.198 / 0.294
+    (the narrow middle slab never reaches p_in = 0.99), prior shares 0.26 / 0.58 / 0.16."""
     return BandWorld(((-2.8, -1.3), (0.0, 0.4), (1.6, 3.0)), dim=2, direction_seed=11, **kwargs)
 
 
 def pieces_5d(direction_seed: int = 5, **kwargs) -> BandWorld:
-    """Two slabs along a random direction of a 5-D standard normal."""
-    return BandWorld(((-3.0, -1.5), (1.5, 2.5)), dim=5, direction_seed=direction_seed, **kwargs)
+    """Two slabs 2.5 sds apart along a random direction of a 5-D standard normal: exact masses about
+    0.665 / 0.335, prior shares 0.60 / 0.40."""
+    return BandWorld(((-3.0, -1.0), (1.5, 2.5)), dim=5, direction_seed=direction_seed, **kwargs)
 
 
 def wide_scales_4d(direction_seed: int = 3, **kwargs) -> BandWorld:
-    """Prior sds 0.01, 1, 10 and 100; two slabs along a random direction of the rescaled coordinates."""
+    """Prior sds 0.01, 1, 10 and 100; two slabs along a random direction of the rescaled coordinates:
+    exact masses 0.288 / 0.712, prior shares 0.40 / 0.60."""
     return BandWorld(((-3.0, -1.5), (1.0, 2.2)), dim=4, direction_seed=direction_seed,
                      scales=(0.01, 1.0, 10.0, 100.0), **kwargs)
 
