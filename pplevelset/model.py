@@ -119,10 +119,29 @@ class ParticleDensity:
                 *self.args, **self.kwargs)
         return self.unconstrain({name: trace.nodes[name]["value"] for name in self.sizes})
 
-    def __call__(self, flat: torch.Tensor) -> Density:
-        """Score all particles at the unconstrained positions ``flat`` (shape ``(N, dim)``)."""
+    def __call__(self, flat: torch.Tensor, rows: slice | None = None) -> Density:
+        """Score particles at the unconstrained positions ``flat`` (shape ``(M, dim)``).
+
+        ``rows`` says which of the model's N particles these are (default: all, ``M = N``): a
+        population kernel scores half of them at a time, and a model whose particles differ (a
+        target per particle, data per particle) must see each row in its own place.
+        """
         if self.lean:
-            return self._level_set_density(flat)
+            return self._level_set_density(flat, rows)
+        if rows is None and flat.shape[0] == self.num_particles:
+            return self._traced_density(flat)
+        # the Pyro program's plate has N slots: place the rows in theirs, fill the rest with a copy
+        # of the first row (scored and dropped), then keep the rows asked for
+        index = torch.arange(self.num_particles, device=flat.device)[rows if rows is not None else slice(0, flat.shape[0])]
+        if index.numel() != flat.shape[0]:
+            raise ValueError(f"{flat.shape[0]} positions for {index.numel()} particle rows")
+        full = flat[:1].expand(self.num_particles, -1).clone()
+        full[index] = flat
+        scored = self._traced_density(full)
+        return Density(*(value[index] for value in scored))
+
+    def _traced_density(self, flat: torch.Tensor) -> Density:
+        """Any model with a particles plate, through its Pyro trace (``flat`` holds all N particles)."""
         unconstrained = self.unpack(flat)
         constrained = {name: self.transforms[name](value) for name, value in unconstrained.items()}
         with pyro.validation_enabled(False):  # a NaN score is a rejected proposal, not an error
@@ -144,10 +163,13 @@ class ParticleDensity:
         predictions = probs["value"] if probs is not None else flat.new_zeros(flat.shape[0], 0)
         return Density(log_prior, log_likelihood, predictions)
 
-    def _level_set_density(self, flat: torch.Tensor) -> Density:
+    def _level_set_density(self, flat: torch.Tensor, rows: slice | None = None) -> Density:
         """:func:`level_set_model`'s sites scored directly: prior of ``z`` plus the Jacobian, and
-        the Dirichlet likelihood of the target under the clamped classifier output."""
+        the Dirichlet likelihood of the target under the clamped classifier output. A target per
+        particle (``(N, L)``) is taken at ``rows``."""
         world, target, alpha, _ = self.args
+        if rows is not None and target.dim() > 1:
+            target = target[rows]
         transform = self.transforms["z"]
         unconstrained = flat.reshape((flat.shape[0],) + self.shapes["z"])
         z = transform(unconstrained)

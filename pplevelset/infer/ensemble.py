@@ -29,9 +29,9 @@ during warm-up only, after which they are frozen and the chain is valid MCMC.
 
 Written in BlackJAX's shape, like :mod:`~pplevelset.infer.rwmh`: :func:`init` and :func:`step` are
 pure functions over NamedTuples, batched over the particle dimension, and a ``torch.Generator`` is
-the only source of randomness. The density function must accept any number of rows (``N // 2`` and
-``N - N // 2`` here): :class:`~pplevelset.model.ParticleDensity`'s lean path for
-:func:`~pplevelset.model.level_set_model` does; its Pyro-trace path is tied to the plate size.
+the only source of randomness. The density is called as ``log_density_fn(positions, rows)`` with
+``rows`` the slice of particles being scored, as :class:`~pplevelset.model.ParticleDensity`
+accepts, so a model whose particles differ (a target per particle) scores each in its place.
 
 References: Goodman & Weare (2010), Ensemble samplers with affine invariance, CAMCoS 5(1);
 ter Braak (2006), A Markov chain Monte Carlo version of the genetic algorithm Differential
@@ -164,7 +164,7 @@ def _update_half(generator, state: EnsembleState, active: slice, other: slice, l
     complement = state.z_unconstrained[other]
     move = torch.multinomial(weights, z.shape[0], replacement=True, generator=generator).to(z.device)
     proposal, log_q_ratio = _propose(generator, z, complement, move, state.scales)
-    density = log_density_fn(proposal)
+    density = log_density_fn(proposal, active)
     part_beta = beta[active] if torch.is_tensor(beta) and beta.dim() > 0 else beta
     proposed = tempered(density.log_prior, density.log_likelihood, part_beta)
     current = tempered(state.log_prior[active], state.log_likelihood[active], part_beta)
