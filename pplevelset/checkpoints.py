@@ -69,9 +69,12 @@ def read_card(folder: str, name: str, root: Path | None = None, train_command: s
     if not path.is_file():
         raise CheckpointError(f"no model card {path}; train it with {_train_hint(train_command)}")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        card = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"model card {path} is not valid JSON ({exc})") from None
+    if not isinstance(card, dict):
+        raise CheckpointError(f"model card {path} is a JSON {type(card).__name__}, not an object")
+    return card
 
 
 def verify(folder: str, name: str, root: Path | None = None, train_command: str | None = None) -> dict:

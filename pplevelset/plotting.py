@@ -53,10 +53,28 @@ def image_grid(images: torch.Tensor, predictions: torch.Tensor, classes, title: 
 def latent_scatter(world, z_all: torch.Tensor, kept_z: torch.Tensor, predictions: torch.Tensor,
                    title: str = "") -> Figure:
     """For worlds without images: particles in the first two latent dims, coloured by predicted
-    class, over the classifier's decision regions when the latent space is 2-D."""
+    class, over the classifier's decision regions when the latent space is 2-D. A 1-D latent is
+    drawn against the predicted probability of the top class, so any latent dimension works."""
     fig, ax = _subplots(figsize=(5.2, 4.6))
-    z_all, kept_z = z_all.detach().cpu(), kept_z.detach().cpu()
-    if world.latent_dim == 2:
+    z_all, kept_z = z_all.detach().cpu().reshape(z_all.shape[0], -1), kept_z.detach().cpu().reshape(kept_z.shape[0], -1)
+    predictions = predictions.detach().cpu()
+    if z_all.shape[-1] < 2:  # 1-D: z against the top predicted probability
+        top = predictions.max(-1).values
+        labels = predictions.argmax(-1)
+        for k, name in enumerate(world.classes):
+            chosen = labels == k
+            if chosen.any():
+                ax.scatter(z_all[chosen, 0], top[chosen], s=4, alpha=0.5, color=CLASS_COLORS[k % 10],
+                           label=f"predicted {name}")
+        ax.set_xlabel("z[0]")
+        ax.set_ylabel("top predicted probability")
+        for value in kept_z[:, 0].tolist():
+            ax.axvline(value, color="black", linewidth=0.3, alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        ax.set_title(title, fontsize=10)
+        fig.tight_layout()
+        return fig
+    if z_all.shape[-1] == 2:
         lo, hi = z_all.min(0).values - 1, z_all.max(0).values + 1
         lo, hi = torch.minimum(lo, torch.tensor(-3.0)), torch.maximum(hi, torch.tensor(3.0))
         gx, gy = torch.meshgrid(torch.linspace(lo[0], hi[0], 200), torch.linspace(lo[1], hi[1], 200), indexing="xy")
@@ -71,8 +89,7 @@ def latent_scatter(world, z_all: torch.Tensor, kept_z: torch.Tensor, predictions
         if chosen.any():
             ax.scatter(z_all[chosen, 0], z_all[chosen, 1], s=4, alpha=0.5, color=CLASS_COLORS[k % 10],
                        label=f"predicted {name}")
-    if world.latent_dim >= 2:
-        ax.scatter(kept_z[:, 0], kept_z[:, 1], s=18, marker="x", color="black", label="resampled")
+    ax.scatter(kept_z[:, 0], kept_z[:, 1], s=18, marker="x", color="black", label="resampled")
     ax.set_xlabel("z[0]")
     ax.set_ylabel("z[1]")
     ax.legend(fontsize=7, loc="best")
@@ -86,7 +103,7 @@ def samples_figure(posterior, kept) -> Figure:
     title = (f"{posterior.world.name}: target {posterior.settings.get('target')}, "
              f"alpha {posterior.settings.get('alpha'):g}, Delta {kept.delta():.3f}")
     images = kept.images()
-    if images.dim() == 4:
+    if images.dim() == 4 and images.shape[1] in (1, 3, 4):
         return image_grid(images, kept.predictions(), posterior.world.classes, title)
     return latent_scatter(posterior.world, posterior.z, kept.z, posterior.predictions(), title)
 

@@ -23,7 +23,7 @@ def test_sample_and_diagnose_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
     code, stdout, stderr = run(["sample", "toy", "--target", "a=0.6", "--out", str(out), *SMALL], capsys)
     assert code == 0, stderr
-    assert {p.name for p in out.iterdir()} == {"summary.json", "posterior.nc", "samples.png", "trace.png"}
+    assert {p.name for p in out.iterdir()} == {"summary.json", "posterior.nc", "samples.png", "trace.png", ".pplevelset-run"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world"] == "toy" and summary["num_particles"] == 60 and summary["keep"] == 16
     assert summary["target"] == pytest.approx([0.6, 0.2, 0.2])

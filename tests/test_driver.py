@@ -46,7 +46,7 @@ def test_run_config_is_frozen_and_validated_once():
 
 @pytest.mark.parametrize("settings, message", [
     (dict(alpha=float("nan")), "alpha"), (dict(alpha=True), "alpha"), (dict(num_particles=2.5), "integer"),
-    (dict(num_particles=0), "at least 1"), (dict(warmup=-1), "warmup"), (dict(steps=0), "steps"),
+    (dict(num_particles=0), "at least 2"), (dict(warmup=-1), "warmup"), (dict(steps=0), "steps"),
     (dict(thin=0), "thin"), (dict(seed=-1), "seed"), (dict(step_size=0.0), "step_size"),
     (dict(step_size=float("inf")), "step_size"), (dict(kernel="hmc"), "unknown kernel"),
     (dict(device="mps"), "device"), (dict(kernel="smc", smc=SMCOptions(populations=3)), "populations"),

@@ -16,11 +16,14 @@ from typing import Any, Sequence
 import torch
 
 from pplevelset.errors import UserInputError
+from pplevelset.model import PROBS_EPS
+from pplevelset.rng import MAX_SEED
 from pplevelset.targets import parse_target
 from pplevelset.worlds import load_world
-from pplevelset.worlds.base import World
+from pplevelset.worlds.base import World, check_world
 
 KERNELS = ("rwmh", "ensemble", "nuts", "smc")
+DEFAULT_KERNEL = "rwmh"  # the one place the library's default kernel is named (sweeps read it)
 MCMC_KERNELS = ("rwmh", "ensemble", "nuts")  # the kernels with warm-up + recorded steps
 
 
@@ -74,11 +77,14 @@ class RunConfig:
             raise UserInputError(f"alpha must be a positive number, got {alpha}")
         if kernel not in KERNELS:
             raise UserInputError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
-        _count(num_particles, "the number of particles", 1)
+        _count(num_particles, "the number of particles", 2,
+               "(R-hat, ESS and the burn-in check compare particles with each other)")
         _count(warmup, "warmup", 0)
         _count(steps, "steps", 1)
         _count(thin, "thin", 1)
         _count(seed, "seed", 0)
+        if seed > MAX_SEED:
+            raise UserInputError(f"seed must be at most 2**63 - 1 = {MAX_SEED}, got {seed}")
         if step_size is not None and not (isinstance(step_size, (int, float)) and math.isfinite(step_size)
                                           and step_size > 0):
             raise UserInputError(f"step_size must be a finite positive number, got {step_size}")
@@ -90,6 +96,8 @@ class RunConfig:
         resolved = resolve_device(device)
         world = load_world(world, device=resolved)
         vector = parse_target(target, world.classes).to(resolved)
+        check_float32(float(alpha), vector, world.classes)
+        check_world(world)
         spec = target if isinstance(target, str) else ",".join(f"{float(v):g}" for v in vector)
         config = cls(world, vector, spec, float(alpha), kernel, num_particles, warmup, steps, thin, seed, resolved,
                      None if step_size is None else float(step_size), bool(progress), smc)
@@ -122,9 +130,38 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
-def _count(value: Any, what: str, minimum: int) -> None:
+def check_keep(keep: Any) -> int:
+    """The number of states resampled into a run directory: an integer >= 1."""
+    _count(keep, "keep (states resampled at the end)", 1)
+    return int(keep)
+
+
+def check_float32(alpha: float, target: torch.Tensor, classes: Sequence[str]) -> None:
+    """Refuse a target or alpha that float32 (the sampler's precision) cannot carry through the
+    Dirichlet likelihood: every target entry a normal float32 (not rounded to 0), every
+    concentration ``alpha * p`` (``p`` floored at ``PROBS_EPS``) finite and normal, and the
+    log-likelihood finite both at a prediction equal to the target and at every one-hot prediction."""
+    tiny, huge = torch.finfo(torch.float32).tiny, torch.finfo(torch.float32).max
+    vector = target.detach().float().cpu()
+    for name, value in zip(classes, vector.tolist()):
+        if value < tiny:
+            raise UserInputError(f"target probability of class {name!r} is {value:g} in float32 (the sampler's "
+                                 f"precision); every entry must be at least {tiny:.3g}")
+    if alpha > huge or alpha * PROBS_EPS < tiny:
+        raise UserInputError(f"alpha {alpha:g} is outside what float32 can represent as a Dirichlet concentration: "
+                             f"alpha x {PROBS_EPS:g} (the floor on probabilities) must be at least {tiny:.3g} "
+                             f"and alpha at most {huge:.3g}")
+    predictions = torch.cat([vector.unsqueeze(0), torch.eye(vector.numel())]).clamp_min(PROBS_EPS)
+    concentration = (alpha * predictions).float()
+    log_likelihood = torch.distributions.Dirichlet(concentration, validate_args=False).log_prob(vector)
+    if not (torch.isfinite(concentration).all() and torch.isfinite(log_likelihood).all()):
+        raise UserInputError(f"alpha {alpha:g} overflows float32 in the Dirichlet likelihood of this target "
+                             f"(log-likelihood {float(log_likelihood.min()):g}); use a smaller alpha")
+
+
+def _count(value: Any, what: str, minimum: int, why: str = "") -> None:
     """An integer (not a float that happens to be whole, not a bool) of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise UserInputError(f"{what} must be an integer, got {value!r}")
     if value < minimum:
-        raise UserInputError(f"{what} must be at least {minimum}, got {value}")
+        raise UserInputError(f"{what} must be at least {minimum}{' ' + why if why else ''}, got {value}")

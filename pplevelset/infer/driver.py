@@ -10,14 +10,18 @@ keyword front door to the same path.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
+from pplevelset.errors import UserInputError
 from pplevelset.infer import rwmh
-from pplevelset.infer.config import RunConfig, SMCOptions
+from pplevelset.infer.config import RunConfig, SMCOptions, _count
 from pplevelset.infer.draws import Draws
 from pplevelset.infer.mcmc import initial_positions, run_mcmc
+from pplevelset.infer.resume import (RESUMABLE_KERNELS, WHY_NOT, Checkpoints, RunInterrupted, stop_on_signals)
+from pplevelset.infer.resume import load as load_checkpoint
 from pplevelset.model import ParticleDensity, level_set_model
 from pplevelset.posterior import LevelSetPosterior
 from pplevelset.rng import generator as seeded_generator
@@ -28,7 +32,8 @@ def sample(world: World | str, target: str | Sequence[float] | torch.Tensor, alp
            num_particles: int = 1000, warmup: int = 500, steps: int = 500, kernel: str = "rwmh",
            seed: int = 0, device: str = "cpu", thin: int = 1, step_size: float | None = None,
            progress: bool = True, populations: int = 4, moves: int = 10,
-           target_ess: float = 0.5) -> LevelSetPosterior:
+           target_ess: float = 0.5, checkpoint: str | Path | None = None,
+           checkpoint_every: int | None = None, resume: str | Path | None = None) -> LevelSetPosterior:
     """Sample the level set ``{z : f(g(z)) ~ target}`` of ``world``.
 
     :param world: a :class:`World` or a registered name (``"houses"``).
@@ -41,11 +46,18 @@ def sample(world: World | str, target: str | Sequence[float] | torch.Tensor, alp
         MCMC whose particles cross between the pieces of a level set), ``"nuts"``, or ``"smc"``
         (tempered SMC: right proportions across modes, and ``log_evidence``; ``warmup`` and
         ``steps`` do not apply, ``populations``, ``moves`` and ``target_ess`` do).
-    :param seed: the only source of randomness; the caller's global RNG is left as it was.
+    :param seed: the only source of randomness (0 .. 2**63 - 1, every bit counts); the caller's
+        global RNGs (torch, NumPy, Python) are left as they were.
     :param step_size: rwmh only: the initial proposal scale (default: from the prior's spread).
     :param populations: SMC only: independent populations splitting the particles (ArviZ chains).
     :param moves: SMC only: MH moves per temperature.
     :param target_ess: SMC only: ESS fraction each temperature step keeps.
+    :param checkpoint: rwmh and ensemble only: a folder to save the run's state into, every
+        ``checkpoint_every`` steps (default: every 60 seconds) and when SIGINT or SIGTERM arrives;
+        the run then stops at the next step boundary with :class:`~pplevelset.infer.resume.RunInterrupted`
+        (a ``KeyboardInterrupt``) saying how to resume.
+    :param resume: a folder written by ``checkpoint``: continue that run (called with the same
+        settings) bit for bit, as if it had never stopped; further checkpoints go to the same folder.
 
     Example::
 
@@ -55,16 +67,54 @@ def sample(world: World | str, target: str | Sequence[float] | torch.Tensor, alp
     config = RunConfig.build(world, target, alpha=alpha, kernel=kernel, num_particles=num_particles, warmup=warmup,
                              steps=steps, thin=thin, seed=seed, device=device, step_size=step_size,
                              progress=progress, smc=SMCOptions(populations, moves, target_ess))
-    return run(config)
+    folder = resume if resume is not None else checkpoint
+    if folder is None:
+        if checkpoint_every is not None:
+            raise UserInputError("checkpoint_every needs checkpoint=FOLDER")
+        return run(config)
+    checkpoints = make_checkpoints(config, folder, every_steps=checkpoint_every, resume=resume is not None)
+    with stop_on_signals() as stop:
+        checkpoints.stop = stop
+        try:
+            return run(config, checkpoints)
+        except RunInterrupted as exc:
+            exc.message = (f"{exc.message}; the checkpoint is in {folder}; continue with "
+                           f"pls.sample(..., resume={str(folder)!r})")
+            raise
 
 
-def run(config: RunConfig) -> LevelSetPosterior:
-    """Run ``config.kernel`` as ``config`` says and return the posterior with its traces."""
+def make_checkpoints(config: RunConfig, folder: str | Path, every_steps: int | None = None,
+                     every_seconds: float | None = 60.0, resume: bool = False) -> Checkpoints:
+    """Checkpoints of ``config``'s run in ``folder`` (refused, in one line, for kernels that cannot
+    resume); with ``resume``, loaded from there and checked against ``config``'s settings."""
+    if config.kernel not in RESUMABLE_KERNELS:
+        raise UserInputError(f"the {config.kernel} kernel cannot checkpoint or resume ({WHY_NOT[config.kernel]}); "
+                             f"use {' or '.join(RESUMABLE_KERNELS)}")
+    if every_steps is not None:
+        _count(every_steps, "checkpoint_every", 1)
+    settings = checkpoint_settings(config)
+    payload = load_checkpoint(folder, settings) if resume else None
+    return Checkpoints(Path(folder), settings, every_steps, every_seconds if every_steps is None else None, payload)
+
+
+def checkpoint_settings(config: RunConfig) -> dict:
+    """What a checkpoint must agree with to be resumed by ``config``'s run."""
+    return {**config.settings(), "world": config.world.name, "step_size": config.step_size,
+            "target_vector": [float(v) for v in config.target.cpu()]}
+
+
+def run(config: RunConfig, checkpoints: Checkpoints | None = None) -> LevelSetPosterior:
+    """Run ``config.kernel`` as ``config`` says and return the posterior with its traces.
+
+    ``checkpoints`` (batched kernels only) saves the run as it goes, resumes it, and stops it at a
+    step boundary on request (:mod:`pplevelset.infer.resume`)."""
+    if checkpoints is not None and config.kernel not in RESUMABLE_KERNELS:
+        raise UserInputError(f"the {config.kernel} kernel cannot checkpoint ({WHY_NOT[config.kernel]})")
     with torch.random.fork_rng(devices=[]):  # the density's prototype trace draws from the prior
         density = ParticleDensity(level_set_model, (config.world, config.target, config.alpha, config.num_particles))
     generator = seeded_generator(config.seed, config.device)
     start = time.perf_counter()
-    draws = kernel_runner(config.kernel)(config, density, generator)
+    draws = kernel_runner(config.kernel, checkpoints)(config, density, generator)
     if config.device.type == "cuda":
         torch.cuda.synchronize(config.device)
     return to_posterior(config, draws, time.perf_counter() - start)
@@ -77,8 +127,10 @@ def to_posterior(config: RunConfig, draws: Draws, elapsed_s: float) -> LevelSetP
                              stats=draws.stats, stages=draws.stages, chains=draws.chains)
 
 
-def kernel_runner(name: str) -> Callable[[RunConfig, ParticleDensity, torch.Generator], Draws]:
-    """The kernel contract: ``run(config, density, generator) -> Draws``."""
+def kernel_runner(name: str, checkpoints: Checkpoints | None = None
+                  ) -> Callable[[RunConfig, ParticleDensity, torch.Generator], Draws]:
+    """The kernel contract: ``run(config, density, generator) -> Draws`` (the batched kernels'
+    runners carry ``checkpoints`` with them)."""
     if name == "smc":
         from pplevelset.infer import smc
 
@@ -90,13 +142,17 @@ def kernel_runner(name: str) -> Callable[[RunConfig, ParticleDensity, torch.Gene
     if name == "ensemble":
         from pplevelset.infer import ensemble
 
-        return lambda config, density, generator: _run_batched(ensemble.algorithm(), config, density, generator)
+        return lambda config, density, generator: _run_batched(ensemble.algorithm(), config, density, generator,
+                                                               checkpoints)
     return lambda config, density, generator: _run_batched(rwmh.algorithm(config.step_size), config, density,
-                                                           generator)
+                                                           generator, checkpoints)
 
 
-def _run_batched(algorithm, config: RunConfig, density: ParticleDensity, generator: torch.Generator) -> Draws:
-    """A batched MCMC kernel from prior draws (redrawn where the density is not finite)."""
+def _run_batched(algorithm, config: RunConfig, density: ParticleDensity, generator: torch.Generator,
+                 checkpoints: Checkpoints | None = None) -> Draws:
+    """A batched MCMC kernel from prior draws (redrawn where the density is not finite). A resumed
+    run draws them too (the generator's saved state then replaces the one they leave)."""
     with torch.no_grad():
         z = initial_positions(density, generator)
-    return run_mcmc(algorithm, density, generator, z, config.warmup, config.steps, config.thin, config.progress)
+    return run_mcmc(algorithm, density, generator, z, config.warmup, config.steps, config.thin, config.progress,
+                    checkpoints)

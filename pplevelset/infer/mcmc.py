@@ -14,7 +14,9 @@ from typing import Any, Callable, Iterator, NamedTuple
 import torch
 from tqdm.auto import tqdm
 
+from pplevelset.errors import UserInputError
 from pplevelset.infer.draws import Draws
+from pplevelset.infer.resume import Checkpoints
 from pplevelset.model import ParticleDensity
 from pplevelset.rng import global_rng_from
 
@@ -39,18 +41,73 @@ class Algorithm(NamedTuple):
 
 def run_mcmc(algorithm: Algorithm, density: ParticleDensity, generator: torch.Generator,
              z_unconstrained: torch.Tensor, warmup: int, steps: int, thin: int = 1,
-             progress: bool = True) -> Draws:
-    """``warmup`` adapted steps, then ``steps`` recorded ones (every ``thin``-th kept) from ``z_unconstrained``."""
+             progress: bool = True, checkpoints: Checkpoints | None = None) -> Draws:
+    """``warmup`` adapted steps, then ``steps`` recorded ones (every ``thin``-th kept) from ``z_unconstrained``.
+
+    With ``checkpoints``, the loop saves its state (kernel state, adaptation state, generator
+    state, traces so far) at their cadence, continues from ``checkpoints.resume`` if given, and on
+    a stop request saves and raises :class:`~pplevelset.infer.resume.RunInterrupted` at the next
+    step boundary. Saving reads the generator's state without drawing from it, so a checkpointed
+    run and a resumed one give the same numbers as a run that never stopped.
+    """
     collector = TraceCollector(warmup, steps, thin, algorithm.move_names)
+    total = warmup + steps
     with torch.no_grad():
         state = algorithm.init(z_unconstrained, density)
         adapt_state = algorithm.adaptation.init(state)
-        for iteration in collector.iterations(progress):
+        start = 0
+        if checkpoints is not None and checkpoints.resume is not None:
+            start, state, adapt_state = _restore(checkpoints.resume, generator, state, adapt_state, collector)
+
+        def snapshot(completed: int) -> dict:
+            return {"completed": completed, "total": total, "state": _to_plain(state),
+                    "adapt_state": _to_plain(adapt_state), "generator": generator.get_state(),
+                    "collector": collector.state_dict(completed)}
+
+        for iteration in collector.iterations(progress, start):
             state, info = algorithm.step(generator, state, density)
             if iteration < warmup:
                 adapt_state, state = algorithm.adaptation.update(adapt_state, state, info)
             collector.record(iteration, density, state, info, algorithm.step_size(state))
+            if checkpoints is not None:
+                if checkpoints.should_stop():
+                    checkpoints.save(snapshot(iteration + 1))
+                    raise checkpoints.interrupted(iteration + 1, total)
+                if iteration + 1 < total and checkpoints.due(iteration + 1):
+                    checkpoints.save(snapshot(iteration + 1))
     return collector.draws(density, state)
+
+
+def _to_plain(value: Any) -> Any:
+    """A kernel's NamedTuple state as a list of tensors and numbers (what ``weights_only`` loads)."""
+    if isinstance(value, tuple):
+        return [_to_plain(item) for item in value]
+    if torch.is_tensor(value):
+        return value.detach().cpu().clone()
+    return value
+
+
+def _from_plain(template: Any, value: Any) -> Any:
+    """Rebuild ``template``'s NamedTuple types (and devices) around the saved ``value``."""
+    if isinstance(template, tuple):
+        if not isinstance(value, list) or len(value) != len(template):
+            raise UserInputError("the checkpoint does not match this kernel's state")
+        items = [_from_plain(t, v) for t, v in zip(template, value)]
+        return type(template)(*items) if hasattr(template, "_fields") else tuple(items)
+    if torch.is_tensor(template):
+        if not torch.is_tensor(value) or value.shape != template.shape or value.dtype != template.dtype:
+            raise UserInputError("the checkpoint does not match this kernel's state (shape or dtype differs)")
+        return value.to(template.device)
+    return value
+
+
+def _restore(payload: dict, generator: torch.Generator, state, adapt_state, collector: "TraceCollector"):
+    start = int(payload["completed"])
+    state = _from_plain(state, payload["state"])
+    adapt_state = _from_plain(adapt_state, payload["adapt_state"])
+    generator.set_state(payload["generator"])
+    collector.load_state_dict(payload["collector"], state.log_likelihood.device)
+    return start, state, adapt_state
 
 
 def initial_positions(density: ParticleDensity, generator: torch.Generator, max_tries: int = 100) -> torch.Tensor:
@@ -92,9 +149,10 @@ class TraceCollector:
         self.move_counts: torch.Tensor | None = None
         self._last: tuple | None = None
 
-    def iterations(self, progress: bool = True) -> Iterator[int]:
-        bar = tqdm(range(self.warmup + self.steps), desc="warm-up", disable=not progress,
-                   dynamic_ncols=True, mininterval=0.5)
+    def iterations(self, progress: bool = True, start: int = 0) -> Iterator[int]:
+        bar = tqdm(range(start, self.warmup + self.steps), desc="warm-up" if start < self.warmup else "sampling",
+                   disable=not progress, dynamic_ncols=True, mininterval=0.5, initial=start,
+                   total=self.warmup + self.steps)
         for iteration in bar:
             if iteration == self.warmup:
                 bar.set_description("sampling")
@@ -125,6 +183,30 @@ class TraceCollector:
         store["log_likelihood"][:, row] = state.log_likelihood
         store["acceptance_rate"][:, row] = info.acceptance_prob
         store["step_size"][:, row] = step_size
+
+    def state_dict(self, completed: int) -> dict:
+        """What :meth:`load_state_dict` needs to continue after ``completed`` steps: the filled
+        columns of the traces (on the CPU) and the counters."""
+        rows = len(range(0, max(0, completed - self.warmup), self.thin))
+        plain = lambda value: value.detach().cpu().clone() if torch.is_tensor(value) else value
+        return {"warmup_traces": {name: value[:, :min(completed, self.warmup)].cpu().clone()
+                                  for name, value in self.warmup_traces.items()},
+                "traces": {name: value[:, :rows].cpu().clone() for name, value in self.traces.items()},
+                "num_invalid": plain(self.num_invalid), "move_accepted": plain(self.move_accepted),
+                "move_counts": plain(self.move_counts)}
+
+    def load_state_dict(self, saved: dict, device: torch.device) -> None:
+        """Refill the traces and counters from :meth:`state_dict`."""
+        for store, name, length in ((self.warmup_traces, "warmup_traces", self.warmup),
+                                    (self.traces, "traces", self.num_kept)):
+            for key, filled in saved[name].items():
+                full = torch.empty((filled.shape[0], length) + tuple(filled.shape[2:]), dtype=filled.dtype,
+                                   device=device)
+                full[:, :filled.shape[1]] = filled.to(device)
+                store[key] = full
+        to_device = lambda value: value.to(device) if torch.is_tensor(value) else value
+        self.num_invalid = to_device(saved["num_invalid"])
+        self.move_accepted, self.move_counts = to_device(saved["move_accepted"]), to_device(saved["move_counts"])
 
     def _allocate(self, store: dict, length: int, state, z: torch.Tensor | None) -> None:
         reference = state.log_likelihood

@@ -19,6 +19,7 @@ from pyro.infer.autoguide.initialization import init_to_sample
 from pplevelset.errors import UserInputError
 from pplevelset.infer.draws import Draws
 from pplevelset.model import ParticleDensity, level_set_model
+from pplevelset.rng import seed_global
 from pplevelset.worlds.base import World
 
 if TYPE_CHECKING:
@@ -74,9 +75,9 @@ def run(config: "RunConfig", density: ParticleDensity, generator: torch.Generato
     python_state, numpy_state = random.getstate(), np.random.get_state()
     try:
         with torch.random.fork_rng(devices=devices):
-            pyro.set_rng_seed(config.seed)
+            seed_global(config.seed)  # pyro.set_rng_seed, for seeds up to 2**63 - 1
             mcmc.run(config.world, config.target, config.alpha, config.num_particles)
-    finally:  # pyro.set_rng_seed also seeds Python's and NumPy's global generators
+    finally:  # seed_global (like pyro.set_rng_seed) also seeds Python's and NumPy's global generators
         random.setstate(python_state)
         np.random.set_state(numpy_state)
     return record.draws(density)

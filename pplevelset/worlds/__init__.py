@@ -41,6 +41,8 @@ def world_class(name: str) -> Callable[[], World]:
         return _REGISTRY[name]
     if name in _BUILTIN:
         return import_object(_BUILTIN[name])
+    if not isinstance(name, str):
+        raise UserInputError(f"a world name must be a string, got {type(name).__name__}")
     if ":" in name:  # "package.module:WorldClass": a world from the user's own code, for the CLI too
         try:
             return import_object(name)
@@ -53,8 +55,19 @@ def load_world(world: str | World, device: str | None = None) -> World:
     """A world by registered name (or a World instance, passed through), on ``device`` if given."""
     if isinstance(world, World):
         instance = world
+    elif isinstance(world, str):
+        factory = world_class(world)
+        try:
+            instance = factory()
+        except UserInputError:
+            raise
+        except TypeError as exc:
+            raise UserInputError(f"cannot build world {world!r}: {exc}") from None
+        if not isinstance(instance, World):
+            raise UserInputError(f"world {world!r} is {type(instance).__name__}, not a pplevelset World")
     else:
-        instance = world_class(world)()
+        raise UserInputError(f"world must be a registered name (see `pplevelset worlds`) or a pls.World, "
+                             f"got {type(world).__name__}")
     if device is not None:
         instance.to(device)
     return instance
