@@ -27,6 +27,7 @@ test-slow: venv
 
 bench: venv
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/sweep.py
 
 reproduce: venv
 	$(BIN)/pplevelset reproduce all

@@ -16,10 +16,12 @@ from pplevelset.infer.driver import run, sample
 from pplevelset.infer.pyro_kernels import BatchedRandomWalk, EnsembleKernel
 from pplevelset.model import level_set_model
 from pplevelset.posterior import LevelSetPosterior
-from pplevelset.targets import parse_target
+from pplevelset.targets import expand_targets, parse_target
+from pplevelset.audit.batched import SweepResult, sweep
 from pplevelset.worlds.base import World
 from pplevelset.worlds import load_world, register
 
 __all__ = ["BatchedRandomWalk", "CheckpointError", "EnsembleKernel", "LevelSetPosterior", "RunConfig", "UserInputError",
            "World", "level_set_model", "load_world", "parse_target", "register", "run", "sample", "worlds",
+           "SweepResult", "expand_targets", "sweep",
            "__version__"]

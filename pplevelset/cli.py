@@ -30,6 +30,25 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
 
+def _cadence(text: str) -> tuple[int | None, float | None]:
+    """``--checkpoint-every``: ``K`` steps, or ``S`` seconds written ``30s``."""
+    import math
+
+    try:
+        if text.strip().lower().endswith("s"):
+            seconds = float(text.strip()[:-1])
+            if not (math.isfinite(seconds) and seconds > 0):
+                raise ValueError
+            return None, seconds
+        steps = int(text)
+        if steps < 1:
+            raise ValueError
+        return steps, None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a positive number of steps (50) "
+                                         "nor of seconds (30s)") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pplevelset", description="Sample prediction level sets of classifiers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -37,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worlds", help="list the worlds: latent dim, classes, differentiable, checkpoint ok")
 
     sample = sub.add_parser("sample", help="sample a level set and write a run directory")
-    sample.add_argument("world")
-    sample.add_argument("--target", required=True, help="ambiguous | name=p,... | p1,p2,...")
+    sample.add_argument("world", nargs="?", help="a world name (see `pplevelset worlds`) or module:Class")
+    sample.add_argument("--target", help="ambiguous | name=p,... | p1,p2,... (required unless --resume)")
     sample.add_argument("--alpha", type=float, default=10.0, help="Dirichlet concentration (default 10)")
     sample.add_argument("--particles", type=_positive_int, default=1000, help="N chains (default 1000)")
     sample.add_argument("--warmup", type=_positive_int, default=500, help="adaptation steps (default 500)")
@@ -51,8 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=_positive_int, default=0)
     sample.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     sample.add_argument("--out", type=Path, help="run directory (default runs/<world>-<target>-<time>)")
-    sample.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    sample.add_argument("--overwrite", action="store_true", help="replace an existing --out (only a previous run)")
     sample.add_argument("--quiet", action="store_true", help="no progress bar")
+    sample.add_argument("--checkpoint-every", type=_cadence, default=(None, 60.0), metavar="K|Ss",
+                        help="rwmh/ensemble: save a checkpoint every K steps, or every S seconds with a trailing "
+                             "s (default 60s); Ctrl-C or SIGTERM saves one and stops")
+    sample.add_argument("--resume", type=Path, metavar="DIR",
+                        help="continue an interrupted run from its DIR (<out>.partial, or its --out) with its "
+                             "own settings; the result is bit for bit the uninterrupted run's")
 
     diagnose = sub.add_parser("diagnose", help="ArviZ summary, burn-in verdict and plots of a run")
     diagnose.add_argument("run_dir", type=Path)
@@ -76,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--out", type=Path, help="report folder (default runs/reproduce-<experiment>)")
     reproduce.add_argument("--overwrite", action="store_true")
     reproduce.add_argument("--device", default="cpu")
+
+    from pplevelset.audit.command import add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 
@@ -97,27 +126,58 @@ def cmd_worlds(args) -> None:
                          ("ok" if ok else "MISSING") if checkpoints else "none needed"))
         except ImportError as exc:
             rows.append((name, "-", "-", "-", f"unavailable ({exc.name})"))
+        except Exception as exc:  # one broken world (or model card) does not hide the others
+            first = (str(exc).strip().splitlines() or [""])[0][:60]
+            rows.append((name, "-", "-", "-", f"broken ({type(exc).__name__}: {first})"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
 def cmd_sample(args) -> None:
-    from pplevelset.infer.config import RunConfig, SMCOptions
-    from pplevelset.infer.driver import run
-    from pplevelset.rundir import check_writable, format_summary, save_run
+    import dataclasses
+
+    from pplevelset.infer.config import RunConfig, SMCOptions, check_keep
+    from pplevelset.rundir import format_summary, open_interrupted, sample_to_directory
     from pplevelset.targets import target_label
 
-    config = RunConfig.build(args.world, args.target, alpha=args.alpha, kernel=args.kernel,
-                             num_particles=args.particles, warmup=args.warmup, steps=args.steps, thin=args.thin,
-                             seed=args.seed, device=args.device, progress=not args.quiet,
-                             smc=SMCOptions(args.populations, args.moves))
-    stamp = time.strftime('%Y%m%d-%H%M%S')
-    out = args.out or Path("runs") / f"{config.world.name}-{target_label(args.target)}-{stamp}"
-    check_writable(out, args.overwrite)
-    summary = save_run(run(config), out, keep=args.keep, seed=args.seed, overwrite=args.overwrite)
+    every_steps, every_seconds = args.checkpoint_every
+    if args.resume is not None:
+        defaults = _sample_defaults()
+        given = [name for name, default in defaults.items()
+                 if name not in ("resume", "quiet", "checkpoint_every") and getattr(args, name) != default]
+        if given:
+            flag = given[0] if given[0] == "world" else "--" + given[0].replace("_", "-")
+            raise UserInputError(f"--resume takes every setting from the interrupted run; drop {flag}")
+        staging, job, config = open_interrupted(args.resume)
+        config = dataclasses.replace(config, progress=not args.quiet)
+        if args.checkpoint_every == defaults["checkpoint_every"]:
+            every_steps, every_seconds = job.get("every_steps"), job.get("every_seconds")
+        summary = sample_to_directory(config, staging.out, world_spec=job["world"], overwrite=job["overwrite"],
+                                      keep=job["keep"], every_steps=every_steps, every_seconds=every_seconds,
+                                      staging=staging)
+        out = staging.shown
+    else:
+        if args.world is None or args.target is None:
+            missing = "world" if args.world is None else "--target"
+            raise UserInputError(f"the following arguments are required: {missing} (see pplevelset sample --help)")
+        check_keep(args.keep)
+        config = RunConfig.build(args.world, args.target, alpha=args.alpha, kernel=args.kernel,
+                                 num_particles=args.particles, warmup=args.warmup, steps=args.steps, thin=args.thin,
+                                 seed=args.seed, device=args.device, progress=not args.quiet,
+                                 smc=SMCOptions(args.populations, args.moves))
+        stamp = time.strftime('%Y%m%d-%H%M%S')
+        out = args.out or Path("runs") / f"{config.world.name}-{target_label(args.target)}-{stamp}"
+        summary = sample_to_directory(config, out, world_spec=args.world, overwrite=args.overwrite, keep=args.keep,
+                                      every_steps=every_steps, every_seconds=every_seconds)
     print(format_summary(summary))
     print(f"wrote {out}/: summary.json posterior.nc samples.png trace.png")
+
+
+def _sample_defaults() -> dict:
+    parser = build_parser()
+    sample = next(action for action in parser._subparsers._group_actions).choices["sample"]
+    return {action.dest: action.default for action in sample._actions if action.dest != "help"}
 
 
 def cmd_diagnose(args) -> None:
@@ -150,8 +210,14 @@ def cmd_reproduce(args) -> None:
     run_experiments(args.experiment, quick=args.quick, out=args.out, overwrite=args.overwrite, device=args.device)
 
 
+def cmd_sweep(args) -> None:
+    from pplevelset.audit.command import cmd_sweep as run_sweep
+
+    run_sweep(args)
+
+
 COMMANDS = {"worlds": cmd_worlds, "sample": cmd_sample, "diagnose": cmd_diagnose, "train": cmd_train,
-            "reproduce": cmd_reproduce}
+            "reproduce": cmd_reproduce, "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,9 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserInputError as exc:
         print(f"pplevelset: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("pplevelset: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # a run's own RunInterrupted says what was kept and how to resume
+        signum = getattr(exc, "signum", 2)
+        print(f"pplevelset: {exc if str(exc) else 'interrupted; nothing was written'}", file=sys.stderr)
+        return 128 + int(signum)
     except Exception as exc:  # a bug: say so in one line, keep the traceback for those who ask
         if os.environ.get("PPLEVELSET_DEBUG"):
             raise

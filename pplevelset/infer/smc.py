@@ -13,7 +13,9 @@ Composed of small named parts, as BlackJAX's SMC is: :func:`ess`, :func:`increme
 :func:`step` advance an :class:`SMCState` by one temperature (reweight, add to the evidence,
 resample, then K batched random-walk MH moves, :func:`pplevelset.infer.rwmh.step`, whose isotropic
 scale follows the cloud's spread and is tuned to the population's acceptance after every move).
-P independent populations run in one batch, so R-hat and ESS across them mean something. Anchors
+P independent populations run in one batch, so R-hat and ESS across them mean something; a
+population that reaches beta = 1 stops while the others go on (a sweep puts ``P`` populations per
+target in one batch, each with its own target rows, see :mod:`pplevelset.audit.batched`). Anchors
 read: PyMC's ``sample_smc``, BlackJAX's ``adaptive_tempered_smc``.
 """
 
@@ -170,17 +172,67 @@ def step(generator: torch.Generator, state: SMCState, density: ParticleDensity, 
                               info)
 
 
+class _Rows:
+    """The density of the particles ``rows`` only (:class:`ParticleDensity` scores any subset of its
+    rows in place, with a per-particle target taken at those rows)."""
+
+    def __init__(self, density: ParticleDensity, rows: torch.Tensor):
+        self.density, self.rows = density, rows
+
+    def __call__(self, flat: torch.Tensor, rows=None):
+        return self.density(flat, self.rows if rows is None else self.rows[rows])
+
+
+def _active_step(generator: torch.Generator, state: SMCState, density: ParticleDensity, active: torch.Tensor,
+                 **kwargs) -> tuple[SMCState, SMCInfo]:
+    """:func:`step` for the populations in ``active`` (a bool ``(P,)``) only; the others, already at
+    beta = 1, stay as they are (no reweighting, no moves) and record beta 1, ESS M and NaN
+    acceptance and step size for this temperature."""
+    populations = state.beta.shape[0]
+    per = state.particles.log_likelihood.shape[0] // populations
+    chosen = active.nonzero().squeeze(-1)
+    rows = (chosen.unsqueeze(-1) * per + torch.arange(per, device=chosen.device)).reshape(-1)
+    sub = SMCState(rwmh.RWState(*(field[rows] if field.numel() else field for field in state.particles)),
+                   state.beta[chosen], state.log_evidence[chosen], state.scale_factor[chosen])
+    sub, sub_info = step(generator, sub, _Rows(density, rows), **kwargs)
+
+    def put(full: torch.Tensor, part: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        if not full.numel():
+            return full
+        out = full.clone()
+        out[index] = part
+        return out
+
+    particles = rwmh.RWState(*(put(full, part, rows) for full, part in zip(state.particles, sub.particles)))
+    new_state = SMCState(particles, put(state.beta, sub.beta, chosen), put(state.log_evidence, sub.log_evidence, chosen),
+                         put(state.scale_factor, sub.scale_factor, chosen))
+    nan = torch.full_like(state.beta, math.nan)
+    last = sub_info.last_move
+    full_last = rwmh.RWInfo(put(torch.full_like(state.particles.log_likelihood, math.nan), last.acceptance_prob, rows),
+                            put(torch.zeros_like(state.particles.log_likelihood, dtype=torch.bool), last.is_accepted, rows),
+                            put(torch.zeros_like(state.particles.log_likelihood, dtype=torch.bool), last.is_invalid, rows))
+    info = SMCInfo(put(torch.ones_like(state.beta), sub_info.beta, chosen),
+                   put(torch.full_like(state.beta, float(per)), sub_info.ess, chosen),
+                   put(nan, sub_info.acceptance_rate, chosen), put(nan, sub_info.step_size, chosen), full_last)
+    return new_state, info
+
+
 def run_smc(density: ParticleDensity, generator: torch.Generator, num_populations: int, moves: int = 10,
             target_ess: float = 0.5, max_stages: int = 200,
             progress: bool = True) -> SMCResult:
-    """Temper each of ``num_populations`` populations to beta = 1."""
+    """Temper each of ``num_populations`` populations to beta = 1.
+
+    A population that reaches beta = 1 stops there (no more moves) while the others go on, so a
+    batch of populations with different targets (a sweep) costs each population its own
+    temperatures, not the slowest one's.
+    """
     if density.num_particles % num_populations:
         raise ValueError(f"{density.num_particles} particles do not split into {num_populations} equal populations")
     state = init(density, generator, num_populations)
     stages: dict[str, list] = {name: [] for name in STAGE_STATISTICS}
     bar = tqdm(total=1000, desc="tempering", disable=not progress, dynamic_ncols=True, mininterval=0.5,
                bar_format="{l_bar}{bar}| beta {postfix}")
-    info = None
+    info, last_acceptance = None, None
     for stage in range(max_stages):
         if bool((state.beta >= 1).all()):
             break
@@ -189,13 +241,23 @@ def run_smc(density: ParticleDensity, generator: torch.Generator, num_population
             warnings.warn(f"SMC hit its cap of {max_stages} temperatures before beta reached 1; the last "
                           "step jumped to beta = 1, so the final weights may be degenerate. Lower alpha, "
                           "raise the number of particles or the cap.", RuntimeWarning, stacklevel=2)
-        state, info = step(generator, state, density, moves=moves, target_ess=target_ess, final=final)
+        active = state.beta < 1
+        if bool(active.all()):
+            state, info = step(generator, state, density, moves=moves, target_ess=target_ess, final=final)
+        else:
+            state, info = _active_step(generator, state, density, active, moves=moves, target_ess=target_ess,
+                                       final=final)
+        last_acceptance = (info.last_move.acceptance_prob if last_acceptance is None else
+                           torch.where(torch.isnan(info.last_move.acceptance_prob), last_acceptance,
+                                       info.last_move.acceptance_prob))
         for name in STAGE_STATISTICS:
             stages[name].append(getattr(info, name))
         bar.n = int(1000 * float(state.beta.min()))
         bar.set_postfix_str(f"{float(state.beta.min()):.3g} (stage {stage + 1})", refresh=False)
         bar.refresh()
     bar.close()
+    if info is not None:  # each particle's last MH move is its own population's last
+        info = info._replace(last_move=info.last_move._replace(acceptance_prob=last_acceptance))
     return SMCResult(state, info, {name: torch.stack(values, -1) for name, values in stages.items()})
 
 
