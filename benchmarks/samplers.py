@@ -8,6 +8,7 @@ any method either (our kernels get the predictions for free; the Pyro kernels do
 
 - ``rwmh``: ``pls.sample(kernel="rwmh")``, N particles; steps sized from a calibration of the
   step function, half warm-up, half sampling. Chains = particles.
+- ``ensemble``: ``pls.sample(kernel="ensemble")``, sized like ``rwmh``. Chains = particles.
 - ``nuts``: our NUTS (:func:`pplevelset.infer.nuts.run`, what ``pls.sample(kernel="nuts")``
   runs), N particles sharing one Pyro state; warm-up sized from the first iterations, then
   sampling until the budget is spent. Chains = particles.
@@ -150,10 +151,11 @@ def likelihood_bound(target: torch.Tensor, alpha: float, starts: int = 64, seed:
 
 # --- the runners ---------------------------------------------------------------------------------
 
-def run_rwmh(world, spec, target, alpha, budget_s, seed, device, num_particles=1000, **_):
+def run_batched(world, spec, target, alpha, budget_s, seed, device, num_particles=1000, kernel="rwmh", **_):
+    """A batched kernel of ``pls.sample`` (``rwmh`` or ``ensemble``) sized to the budget."""
     # calibration: two short runs of the driver itself; their difference cancels the fixed costs
     # (prior draws, initial scoring, first-call allocations) that a single short run would spread thin
-    short, longer = (pls.sample(world, spec, alpha=alpha, num_particles=num_particles, warmup=w, steps=t, kernel="rwmh",
+    short, longer = (pls.sample(world, spec, alpha=alpha, num_particles=num_particles, warmup=w, steps=t, kernel=kernel,
                                 seed=seed + 7919, device=str(device), progress=False) for w, t in ((2, 2), (5, 10)))
     # (floored at half the longer run's average, in case noise makes the difference tiny)
     per_step = max((longer.elapsed_s - short.elapsed_s) / 11, longer.elapsed_s / 17 / 2)
@@ -161,14 +163,19 @@ def run_rwmh(world, spec, target, alpha, budget_s, seed, device, num_particles=1
     total = min(20_000, max(8, int((budget_s - fixed) / per_step)))
     warmup = total // 2
     post = pls.sample(world, spec, alpha=alpha, num_particles=num_particles, warmup=warmup, steps=total - warmup,
-                      kernel="rwmh", seed=seed, device=str(device), progress=False)
+                      kernel=kernel, seed=seed, device=str(device), progress=False)
     conv = post.convergence()
+    extra = {"calibration_s": short.elapsed_s + longer.elapsed_s, "calibrated_step_s": per_step,
+             "acceptance_rate": float(post.traces["acceptance_rate"].mean()), "burn_in_ok": bool(post.burn_in().ok)}
+    if "move_acceptance" in post.stats:
+        extra["move_acceptance"] = post.stats["move_acceptance"]
     return Outcome(post.traces["z"].numpy(), post.traces["prediction_probs"].numpy(), post.elapsed_s,
                    settings={"num_particles": num_particles, "warmup": warmup, "steps": total - warmup},
-                   ess=conv["ess_bulk_min"], rhat=conv["rhat_max"],
-                   extra={"calibration_s": short.elapsed_s + longer.elapsed_s, "calibrated_step_s": per_step,
-                          "acceptance_rate": float(post.traces["acceptance_rate"].mean()),
-                          "burn_in_ok": bool(post.burn_in().ok)})
+                   ess=conv["ess_bulk_min"], rhat=conv["rhat_max"], extra=extra)
+
+
+run_rwmh = functools.partial(run_batched, kernel="rwmh")
+run_ensemble = functools.partial(run_batched, kernel="ensemble")
 
 
 class _BudgetSpent(Exception):
@@ -353,6 +360,7 @@ def run_smc(world, spec, target, alpha, budget_s, seed, device, smc_particles=10
 
 RUNNERS = {
     "rwmh": run_rwmh,
+    "ensemble": run_ensemble,
     "nuts": run_nuts,
     "pyro_nuts_single": run_pyro_nuts_single,
     "pyro_rw_single": run_pyro_rw_single,

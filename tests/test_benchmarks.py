@@ -18,7 +18,7 @@ from pplevelset.infer.mcmc import initial_positions
 from pplevelset.infer.mcmc import initial_positions
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = {"rwmh", "nuts", "pyro_nuts_single", "pyro_rw_single", "prior_rejection", "smc"}
+METHODS = {"rwmh", "ensemble", "nuts", "pyro_nuts_single", "pyro_rw_single", "prior_rejection", "smc"}
 
 
 def test_benchmark_smoke_writes_the_results_layout(tmp_path):

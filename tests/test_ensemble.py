@@ -149,7 +149,7 @@ def test_tempered_steps_leave_the_tempered_posterior_invariant():
 
 def test_invariance_check_catches_a_kde_move_without_its_q_ratio(monkeypatch):
     world = two_pieces_2d()
-    monkeypatch.setattr(ensemble, "_kde_log_q", lambda x, shape, bandwidth: x.new_zeros(x.shape[0]))
+    monkeypatch.setattr(ensemble, "_kde_log_q", lambda x, kernels: x.new_zeros(x.shape[:2]))
     z, _ = moved_exact_draws(world, SINGLE_MOVES["kde"])
     assert np.max(np.abs(iid_z_scores(world, z))) > Z_LIMIT
 
@@ -340,18 +340,25 @@ def test_default_moves_lean_on_kde_in_low_dimension():
 
 
 def test_kde_log_density_is_chunked_without_changing_it(monkeypatch):
-    points = torch.randn(300, 3)
-    shape = ensemble.cloud(points)
-    x = torch.randn(50, 3)
-    whole = ensemble._kde_log_q(x, shape, torch.tensor(0.5))
-    monkeypatch.setattr(ensemble, "KDE_CHUNK", 300 * 7)
-    assert torch.allclose(ensemble._kde_log_q(x, shape, torch.tensor(0.5)), whole)
-    # against a direct evaluation of the KDE (up to the shared constant)
-    cov = torch.cov(points.double().T)
-    mvn = torch.distributions.MultivariateNormal(points.double(), covariance_matrix=0.25 * cov)
-    direct = torch.logsumexp(mvn.log_prob(x.double().unsqueeze(1)), dim=1)
-    difference = direct - whole.double()
-    assert torch.allclose(difference, difference[0].expand_as(difference), atol=1e-4)
+    """The local-covariance KDE against a direct mixture of its Gaussians, in chunks or not."""
+    points = torch.randn(2, 300, 3, generator=torch.Generator().manual_seed(0))
+    points[1] *= torch.tensor([0.01, 1.0, 100.0])  # scales far apart: neighbours are found whitened
+    x = torch.randn(2, 50, 3, generator=torch.Generator().manual_seed(1))
+    x[1] *= torch.tensor([0.01, 1.0, 100.0])
+    chol = ensemble.grouped_cloud(points).chol
+    kernels = ensemble.local_kernels(points, chol, torch.tensor(0.7))
+    whole = ensemble._kde_log_q(x, kernels)
+    monkeypatch.setattr(ensemble, "KDE_PAIRS", 2 * 300 * 7)
+    assert torch.allclose(ensemble._kde_log_q(x, kernels), whole)
+    for g in range(2):  # against the mixture itself (up to the shared constant -log M - D log h)
+        covariance = 0.49 * kernels.chol[g] @ kernels.chol[g].transpose(1, 2)
+        mvn = torch.distributions.MultivariateNormal(points[g].double(), covariance_matrix=covariance)
+        direct = torch.logsumexp(mvn.log_prob(x[g].double().unsqueeze(1)), dim=1)
+        difference = direct - whole[g]
+        assert torch.allclose(difference, difference[0].expand_as(difference), atol=1e-6)
+    # each kernel is shaped by its neighbours: thin along the small coordinate, wide along the large
+    spread = kernels.chol[1].diagonal(dim1=-2, dim2=-1).mean(0)
+    assert spread[0] < 0.01 < spread[1] < 1.0 < spread[2] < 100.0
 
 
 @pytest.mark.slow

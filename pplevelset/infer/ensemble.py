@@ -60,7 +60,9 @@ DE, HOP, WALK, KDE = range(len(MOVE_NAMES))
 TARGET_ACCEPT = (0.234, math.nan, 0.234, math.nan)
 DE_NOISE = 1e-4  # additive DE noise, relative to the complement's per-coordinate sd (irreducibility)
 KDE_MAX_DIM = 10  # above this a KDE of a few hundred points is accepted < 10% of the time (measured)
-KDE_CHUNK = 2**16  # pairs per chunk in the KDE log density: memory O(KDE_CHUNK), not O(N^2); fits in cache
+KDE_PAIRS = 2**20  # (query, centre) pairs per chunk of the KDE log density: bounded memory
+LOCAL_NEIGHBOURS = 20  # neighbours that shape each KDE kernel (at least 2 D + 2)
+LOCAL_RIDGE = 1e-4  # added to each kernel's covariance, times the cloud's variances
 KDE_MAX_CENTRES = 1024  # larger complements use a random subset (fixed within the half update): cost O(N)
 
 
@@ -139,35 +141,78 @@ def init(z_unconstrained: torch.Tensor, log_density_fn: Callable[[torch.Tensor],
 
 
 def step(generator: torch.Generator, state: EnsembleState, log_density_fn: Callable[[torch.Tensor], Density],
-         *, beta: float | torch.Tensor = 1.0, moves: Moves = DEFAULT_MOVES) -> tuple[EnsembleState, EnsembleInfo]:
+         *, beta: float | torch.Tensor = 1.0, moves: Moves = DEFAULT_MOVES,
+         groups: int = 1) -> tuple[EnsembleState, EnsembleInfo]:
     """One red/blue step against ``p(z) p(target | z)^beta``: the first half moves given the second,
     then the second given the first's new positions. Two density calls of about N/2 rows each.
 
     :param beta: likelihood temperature, a number or a per-particle ``(N,)`` tensor.
+    :param groups: the particles form ``groups`` contiguous groups of equal size, each sampling its
+        own posterior (a sweep: one target per group). Moves stay inside a group: each group is
+        split into its own halves, and a particle's proposal is built from its group's complement
+        only, so each group is an ensemble of its own; all groups still share the two density calls.
     """
     num = state.z_unconstrained.shape[0]
-    check_size(num)
-    half = num // 2
-    first, second = slice(0, half), slice(half, num)
     if min(moves) < 0 or sum(moves) <= 0:
         raise UserInputError(f"move weights must be non-negative with a positive sum, got {moves}")
     weights = torch.tensor(moves, dtype=torch.float64, device=state.z_unconstrained.device)
+    if groups != 1:
+        return _grouped_step(generator, state, log_density_fn, beta, weights, groups)
+    check_size(num)
+    half = num // 2
+    first, second = slice(0, half), slice(half, num)
     state, info_first = _update_half(generator, state, first, second, log_density_fn, beta, weights)
     state, info_second = _update_half(generator, state, second, first, log_density_fn, beta, weights)
     return state, EnsembleInfo(*(torch.cat(pair) for pair in zip(info_first, info_second)))
 
 
-def _update_half(generator, state: EnsembleState, active: slice, other: slice, log_density_fn,
-                 beta, weights: torch.Tensor) -> tuple[EnsembleState, EnsembleInfo]:
-    """MH update of the particles in ``active`` with proposals built from those in ``other``."""
-    z = state.z_unconstrained[active]
-    complement = state.z_unconstrained[other]
-    move = torch.multinomial(weights, z.shape[0], replacement=True, generator=generator).to(z.device)
-    proposal, log_q_ratio = _propose(generator, z, complement, move, state.scales)
-    density = log_density_fn(proposal, active)
-    part_beta = beta[active] if torch.is_tensor(beta) and beta.dim() > 0 else beta
+def group_halves(num: int, groups: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Particle indices of each group's first and second half, ``(groups, n // 2)`` and
+    ``(groups, n - n // 2)``, for ``groups`` contiguous groups of ``n = num / groups`` particles."""
+    if groups < 1 or num % groups:
+        raise UserInputError(f"{num} particles do not split into {groups} equal groups")
+    size = num // groups
+    check_size(size)
+    base = torch.arange(groups, device=device).unsqueeze(-1) * size
+    half = size // 2
+    return base + torch.arange(half, device=device), base + torch.arange(half, size, device=device)
+
+
+def _grouped_step(generator, state: EnsembleState, log_density_fn, beta, weights: torch.Tensor,
+                  groups: int) -> tuple[EnsembleState, EnsembleInfo]:
+    """The red/blue step within each group: every group's first half given its second, then back."""
+    num = state.z_unconstrained.shape[0]
+    first, second = group_halves(num, groups, state.z_unconstrained.device)
+    state, info_first = _update_half(generator, state, first, second, log_density_fn, beta, weights)
+    state, info_second = _update_half(generator, state, second, first, log_density_fn, beta, weights)
+    order = torch.cat([first.reshape(-1), second.reshape(-1)])
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(num, device=order.device)
+    return state, EnsembleInfo(*(torch.cat(pair)[inverse] for pair in zip(info_first, info_second)))
+
+
+def _update_half(generator, state: EnsembleState, active: slice | torch.Tensor, other: slice | torch.Tensor,
+                 log_density_fn, beta, weights: torch.Tensor) -> tuple[EnsembleState, EnsembleInfo]:
+    """MH update of the particles in ``active`` with proposals built from those in ``other``: two
+    slices, or per group ``(G, a)`` and ``(G, m)`` index tensors (each group's own complement)."""
+    if isinstance(active, slice):
+        rows = active
+        z = state.z_unconstrained[active]
+        complement = state.z_unconstrained[other]
+        move = torch.multinomial(weights, z.shape[0], replacement=True, generator=generator).to(z.device)
+        proposal, log_q_ratio = _propose(generator, z, complement, move, state.scales)
+    else:
+        rows = active.reshape(-1)
+        z = state.z_unconstrained[rows]
+        move = torch.multinomial(weights, z.shape[0], replacement=True, generator=generator).to(z.device)
+        proposal, log_q_ratio = _propose_grouped(generator, z.reshape(active.shape + z.shape[1:]),
+                                                 state.z_unconstrained[other], move.reshape(active.shape),
+                                                 state.scales)
+        proposal, log_q_ratio = proposal.reshape(z.shape), log_q_ratio.reshape(-1)
+    density = log_density_fn(proposal, rows)
+    part_beta = beta[rows] if torch.is_tensor(beta) and beta.dim() > 0 else beta
     proposed = tempered(density.log_prior, density.log_likelihood, part_beta)
-    current = tempered(state.log_prior[active], state.log_likelihood[active], part_beta)
+    current = tempered(state.log_prior[rows], state.log_likelihood[rows], part_beta)
     log_ratio = proposed - current + log_q_ratio
     is_invalid = ~torch.isfinite(proposed)
     log_ratio = torch.where(is_invalid | torch.isnan(log_ratio), torch.full_like(log_ratio, -math.inf), log_ratio)
@@ -179,7 +224,7 @@ def _update_half(generator, state: EnsembleState, active: slice, other: slice, l
             return old
         keep = is_accepted.reshape((-1,) + (1,) * (old.dim() - 1))
         out = old.clone()
-        out[active] = torch.where(keep, new, old[active])
+        out[rows] = torch.where(keep, new, old[rows])
         return out
 
     new_state = EnsembleState(merged(state.z_unconstrained, proposal), merged(state.log_prior, density.log_prior),
@@ -255,35 +300,147 @@ def _differential(generator, z: torch.Tensor, shape: _Cloud, gamma: torch.Tensor
 
 
 def _kde(generator, z: torch.Tensor, shape: _Cloud, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """An independence proposal from the cloud's Gaussian KDE and its ``log q(z) - log q(z')``."""
-    if shape.points.shape[0] > KDE_MAX_CENTRES:  # the subset is drawn independently of z: q stays fixed
-        subset = torch.randperm(shape.points.shape[0], generator=generator, device=z.device)[:KDE_MAX_CENTRES]
-        shape = shape._replace(points=shape.points[subset])
-    size, dim = shape.points.shape
-    bandwidth = scale * size ** (-1.0 / (dim + 4))  # Scott's rule
-    centre = torch.randint(size, (z.shape[0],), generator=generator, device=z.device)
-    proposal = shape.points[centre] + bandwidth * _gaussian(generator, z.shape[0], shape)
-    log_q = _kde_log_q(torch.cat([z, proposal]), shape, bandwidth)
-    return proposal, log_q[:z.shape[0]] - log_q[z.shape[0]:]
+    """:func:`_local_kde` for one group."""
+    proposal, ratio = _local_kde(generator, z.unsqueeze(0), shape.points.unsqueeze(0), shape.chol.unsqueeze(0), scale)
+    return proposal[0], ratio[0]
 
 
-def _kde_log_q(x: torch.Tensor, shape: _Cloud, bandwidth: torch.Tensor) -> torch.Tensor:
-    """``log q(x)`` up to a constant shared by all ``x``: logsumexp over the cloud of the whitened
-    squared distances, a chunk of rows at a time so memory stays ``O(KDE_CHUNK)``. Whitening is in
-    float64 and centred on the cloud's mean, so the logits (in ``x``'s dtype: float32 halves the
-    cost) lose nothing to cancellation that matters (~1e-5 nats)."""
-    mean = shape.points.double().mean(0)
-    whiten = lambda points: torch.linalg.solve_triangular(shape.chol, (points.double() - mean).T, upper=False)
-    centres = whiten(shape.points)  # (D, M)
-    queries = whiten(x).T.to(x.dtype)  # (n, D)
-    scale = (-0.5 / bandwidth.double() ** 2).to(x.dtype)
-    # scale |x - c|^2 = scale |x|^2 + (scale |c|^2 - 2 scale x.c): the first term leaves the logsumexp
-    centre_terms = (scale * centres.square().sum(0)).to(x.dtype).unsqueeze(0)  # (1, M)
-    weights = (centres * (-2 * scale)).to(x.dtype)
-    chunk = max(1, KDE_CHUNK // centres.shape[1])
-    out = [torch.logsumexp(torch.addmm(centre_terms, part, weights), dim=-1) + scale * part.square().sum(1)
-           for part in queries.split(chunk)]
-    return torch.cat(out) if out else x.new_zeros(0)
+# -- grouped proposals: the same moves, each group's particles built from its own complement ---------
+
+
+
+def grouped_cloud(points: torch.Tensor) -> _Cloud:
+    """:func:`cloud` of every group at once: ``points`` ``(G, M, D)``, ``sd`` ``(G, D)``, ``chol`` ``(G, D, D)``."""
+    x = points.double()
+    centred = x - x.mean(1, keepdim=True)
+    cov = centred.transpose(1, 2) @ centred / max(points.shape[1] - 1, 1)
+    variance = cov.diagonal(dim1=-2, dim2=-1).clamp_min(0.0)
+    floor = variance.mean(-1, keepdim=True) * 1e-12 + torch.finfo(torch.float64).tiny
+    chol = torch.diag_embed((variance + floor).sqrt())  # the fallback of a group too degenerate
+    done = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
+    for jitter in (1e-10, 1e-6, 1e-3):
+        attempt, failed = torch.linalg.cholesky_ex(cov + torch.diag_embed(jitter * variance + floor))
+        ok = (failed == 0) & ~done
+        chol = torch.where(ok[:, None, None], attempt, chol)
+        done = done | ok
+    return _Cloud(points, variance.sqrt().to(points.dtype), chol)
+
+
+def _gather(points: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``points[g, index[g, i]]`` for ``points`` ``(G, M, D)`` and ``index`` ``(G, a)``."""
+    return points.gather(1, index.unsqueeze(-1).expand(-1, -1, points.shape[-1]))
+
+
+def _grouped_gaussian(generator, count: int, shape: _Cloud) -> torch.Tensor:
+    """``(G, count, D)`` draws of each group's ``N(0, Sigma_g)``."""
+    groups, _, dim = shape.points.shape
+    eps = torch.randn((groups, count, dim), generator=generator, device=shape.points.device, dtype=shape.points.dtype)
+    return eps @ shape.chol.transpose(1, 2).to(shape.points.dtype)
+
+
+def _propose_grouped(generator, z: torch.Tensor, complement: torch.Tensor, move: torch.Tensor,
+                     scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_propose` for ``G`` groups at once: ``z`` ``(G, a, D)``, each group's complement
+    ``(G, m, D)``, ``move`` ``(G, a)``. Every move type's proposal is drawn for every particle and
+    each particle keeps its own type's (the type is chosen independently of the draws, so each
+    particle still makes one valid MH move of its type)."""
+    shape = grouped_cloud(complement)
+    groups, count, dim = z.shape
+    size = complement.shape[1]
+    proposal = z.clone()
+    log_q_ratio = torch.zeros(move.shape, dtype=z.dtype, device=z.device)
+    for kind in range(len(MOVE_NAMES)):
+        chosen = move == kind
+        if not bool(chosen.any()):
+            continue
+        if kind in (DE, HOP):
+            gamma = scales[DE] * 2.38 / math.sqrt(2 * dim) if kind == DE else scales[HOP]
+            a = torch.randint(size, (groups, count), generator=generator, device=z.device)
+            b = torch.randint(size - 1, (groups, count), generator=generator, device=z.device)
+            b = b + (b >= a).long()
+            noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype) * (
+                DE_NOISE * shape.sd.unsqueeze(1))
+            candidate = z + gamma * (_gather(complement, a) - _gather(complement, b)) + noise
+        elif kind == WALK:
+            candidate = z + scales[WALK] * 2.38 / math.sqrt(dim) * _grouped_gaussian(generator, count, shape)
+        else:
+            candidate, ratio = _local_kde(generator, z, complement, shape.chol, scales[KDE])
+            log_q_ratio = torch.where(chosen, ratio, log_q_ratio)
+        proposal = torch.where(chosen.unsqueeze(-1), candidate, proposal)
+    return proposal, log_q_ratio
+
+
+class LocalKernels(NamedTuple):
+    """A KDE whose every centre has its own covariance, from its nearest neighbours in the cloud."""
+
+    centres: torch.Tensor  # (G, M, D) float64
+    chol: torch.Tensor  # (G, M, D, D) lower Cholesky factor of each centre's covariance
+    inverse: torch.Tensor  # (G, M, D, D) its inverse
+    log_det: torch.Tensor  # (G, M) log |chol|
+    bandwidth: torch.Tensor  # scalar: multiplies every factor
+
+
+def local_kernels(points: torch.Tensor, chol: torch.Tensor, bandwidth: torch.Tensor) -> LocalKernels:
+    """Kernels at ``points`` ``(G, M, D)``: each with the covariance of its ``LOCAL_NEIGHBOURS``
+    nearest neighbours (in the cloud's whitened metric, ``chol`` ``(G, D, D)``, so coordinates of
+    any scale count alike), plus a ridge of ``LOCAL_RIDGE`` times the cloud's variances."""
+    groups, size, dim = points.shape
+    x = points.double()
+    white = torch.linalg.solve_triangular(chol, x.transpose(1, 2), upper=False).transpose(1, 2)
+    k = min(size, max(LOCAL_NEIGHBOURS, 2 * dim + 2))
+    nearest = torch.cdist(white, white).topk(k, largest=False).indices  # (G, M, k), each point among its own
+    neighbours = x[torch.arange(groups, device=x.device)[:, None, None], nearest]  # (G, M, k, D)
+    centred = neighbours - neighbours.mean(2, keepdim=True)
+    cov = centred.transpose(2, 3) @ centred / (k - 1)
+    ridge = LOCAL_RIDGE * (chol @ chol.transpose(1, 2)).diagonal(dim1=-2, dim2=-1)  # (G, D)
+    factor, failed = torch.linalg.cholesky_ex(cov + torch.diag_embed(ridge).unsqueeze(1))
+    if bool(failed.any()):  # NaN in the cloud: such centres fall back to the cloud's own shape
+        factor = torch.where((failed > 0)[..., None, None], chol.unsqueeze(1).expand_as(factor), factor)
+    eye = torch.eye(dim, dtype=factor.dtype, device=factor.device).expand_as(factor)
+    inverse = torch.linalg.solve_triangular(factor, eye, upper=False)
+    log_det = torch.log(factor.diagonal(dim1=-2, dim2=-1)).sum(-1)
+    return LocalKernels(x, factor, inverse, log_det, bandwidth.double())
+
+
+def _local_kde(generator, z: torch.Tensor, points: torch.Tensor, chol: torch.Tensor,
+               scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """An independence proposal per group from the complement's local-covariance KDE, and
+    ``log q(z) - log q(z')``: ``z`` ``(G, a, D)``, complement ``points`` ``(G, M, D)``, its
+    Cholesky factor ``chol`` ``(G, D, D)``; bandwidth ``scale`` (1: each kernel as wide as its
+    neighbourhood)."""
+    groups, size, dim = points.shape
+    if size > KDE_MAX_CENTRES:  # a random subset per group, drawn independently of z: q stays fixed
+        subset = torch.rand((groups, size), generator=generator, device=z.device).argsort(-1)[:, :KDE_MAX_CENTRES]
+        points = _gather(points, subset)
+        size = KDE_MAX_CENTRES
+    kernels = local_kernels(points, chol, scale)
+    centre = torch.randint(size, z.shape[:2], generator=generator, device=z.device)
+    eps = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype).double()
+    chosen = kernels.chol[torch.arange(groups, device=z.device)[:, None], centre]  # (G, a, D, D)
+    proposal = _gather(kernels.centres, centre) + kernels.bandwidth * (chosen @ eps.unsqueeze(-1)).squeeze(-1)
+    log_q = _kde_log_q(torch.cat([z.double(), proposal], 1), kernels)
+    count = z.shape[1]
+    return proposal.to(z.dtype), (log_q[:, :count] - log_q[:, count:]).to(z.dtype)
+
+
+def _kde_log_q(x: torch.Tensor, kernels: LocalKernels) -> torch.Tensor:
+    """``log q(x)`` per group (``x`` ``(G, n, D)``) up to a constant shared by all ``x``: logsumexp
+    over the centres of each kernel's log density. The quadratic forms ``(x - c)^T P (x - c)`` of
+    all (query, centre) pairs are two matrix products, ``vec(x x^T) . vec(P)`` and ``x . P c``,
+    in float64, a chunk of queries at a time so memory stays ``O(KDE_PAIRS)``."""
+    groups, size, dim = kernels.centres.shape
+    precision = kernels.inverse.transpose(-2, -1) @ kernels.inverse  # (G, M, D, D)
+    linear = (precision @ kernels.centres.unsqueeze(-1)).squeeze(-1)  # (G, M, D): P c
+    constant = (linear * kernels.centres).sum(-1)  # (G, M): c^T P c
+    flat = precision.reshape(groups, size, dim * dim).transpose(1, 2)  # (G, D^2, M)
+    scale = -0.5 / kernels.bandwidth**2
+    chunk = max(1, KDE_PAIRS // max(1, groups * size))
+    out = []
+    for part in x.double().split(chunk, dim=1):
+        outer = (part.unsqueeze(-1) * part.unsqueeze(-2)).reshape(groups, part.shape[1], dim * dim)
+        quadratic = outer @ flat - 2 * part @ linear.transpose(1, 2) + constant.unsqueeze(1)  # (G, c, M)
+        out.append(torch.logsumexp(scale * quadratic - kernels.log_det.unsqueeze(1), -1))
+    return torch.cat(out, 1) if out else x.new_zeros(groups, 0)
 
 
 def adaptation(targets: tuple[float, ...] = TARGET_ACCEPT) -> Adaptation:
@@ -306,9 +463,11 @@ def adaptation(targets: tuple[float, ...] = TARGET_ACCEPT) -> Adaptation:
     return Adaptation(init, update)
 
 
-def algorithm(moves: Moves | None = None, targets: tuple[float, ...] = TARGET_ACCEPT) -> Algorithm:
+def algorithm(moves: Moves | None = None, targets: tuple[float, ...] = TARGET_ACCEPT, groups: int = 1) -> Algorithm:
     """The ensemble kernel for :func:`pplevelset.infer.mcmc.run_mcmc`; ``moves`` defaults to
-    :func:`default_moves` of the latent dimension. Its recorded ``step_size`` is the DE scale."""
+    :func:`default_moves` of the latent dimension. Its recorded ``step_size`` is the DE scale.
+    ``groups``: contiguous groups of particles that each sample their own posterior (see :func:`step`);
+    the move scales are shared by all groups (tuned in warm-up on their pooled acceptance)."""
 
     def chosen(state: EnsembleState) -> Moves:
         return moves if moves is not None else default_moves(state.z_unconstrained.shape[1])
@@ -317,7 +476,7 @@ def algorithm(moves: Moves | None = None, targets: tuple[float, ...] = TARGET_AC
         return init(z_unconstrained, density)
 
     def advance(generator: torch.Generator, state: EnsembleState, density) -> tuple[EnsembleState, EnsembleInfo]:
-        return step(generator, state, density, moves=chosen(state))
+        return step(generator, state, density, moves=chosen(state), groups=groups)
 
     def step_size(state: EnsembleState) -> torch.Tensor:
         return state.scales[DE].expand(state.z_unconstrained.shape[0])

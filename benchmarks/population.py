@@ -1,0 +1,167 @@
+"""Population MCMC against independent chains, per target: does each piece get its mass, and do the
+traces say so?
+
+    python benchmarks/population.py            # make bench-population: about 10 minutes on 2 cores
+    python benchmarks/population.py --tiny     # smoke run (the test suite)
+
+Every kernel runs with the library's defaults (N = 1,000 particles, 500 warm-up + 500 steps) in one
+process, one after the other, on the same world, target and seed:
+
+- worlds with exact answers (``tests/exact_worlds.py``: bands along a direction, so piece masses
+  are 1-D integrals): piece masses from all recorded draws against exact;
+- the shipped worlds: the mean prediction over all recorded draws against tempered SMC with four
+  times the particles, with a Monte Carlo standard error from each side's ESS.
+
+ESS per second counts only where R-hat <= 1.05; elsewhere the kernel is "not converged" (its
+traces do not describe the posterior, so their ESS means nothing). Seconds per step include the
+trace collection. Writes ``benchmarks/results-population.json``; ``benchmarks/run.py`` renders it
+into BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import pplevelset as pls  # noqa: E402
+from pplevelset.diagnostics import az  # noqa: E402
+import exact_worlds  # noqa: E402
+import floor as floor_module  # noqa: E402
+from timing import load_average  # noqa: E402
+
+RHAT_OK = 1.05
+KERNELS = ("rwmh", "ensemble")
+EXACT = {  # name -> a factory of (world, target spec, alpha, piece labeller, exact masses)
+    "toy ambiguous": lambda: _toy_pieces(),
+    "two pieces (2-D)": lambda: _bands(exact_worlds.two_pieces_2d()),
+    "three pieces (2-D)": lambda: _bands(exact_worlds.three_pieces_2d()),
+    "two pieces along a random direction (5-D)": lambda: _bands(exact_worlds.pieces_5d()),
+    "prior scales 0.01-100 (4-D)": lambda: _bands(exact_worlds.wide_scales_4d()),
+}
+
+
+def _bands(world):
+    return world, exact_worlds.TARGET, exact_worlds.ALPHA, world.piece, world.exact_masses()
+
+
+def _toy_pieces():
+    pieces = exact_worlds.ToyPieces("ambiguous", exact_worlds.ALPHA)
+    return pieces.world, "ambiguous", exact_worlds.ALPHA, pieces.piece, pieces.exact_masses()
+REAL = [("mnist-vae", "1=0.46,7=0.46", 10.0), ("mnist-vae", "1=0.46,7=0.46", 100.0),
+        ("mnist-vae", "ambiguous", 10.0), ("mnist-vae", "ambiguous", 100.0),
+        ("houses", "ambiguous", 10.0), ("houses-circles", "ambiguous", 10.0)]
+SIZES = {"default": dict(num_particles=1000, warmup=500, steps=500, smc_factor=4, floor_repeats=7),
+         "tiny": dict(num_particles=40, warmup=10, steps=10, smc_factor=1, floor_repeats=1)}
+
+
+def run_kernel(world, spec, alpha, kernel, sizes, seed=0) -> tuple[pls.LevelSetPosterior, dict]:
+    post = pls.sample(world, spec, alpha=alpha, num_particles=sizes["num_particles"], warmup=sizes["warmup"],
+                      steps=sizes["steps"], kernel=kernel, seed=seed, progress=False)
+    conv = post.convergence()
+    steps = sizes["warmup"] + sizes["steps"]
+    converged = conv["rhat_max"] <= RHAT_OK
+    row = {"kernel": kernel, "rhat_max": conv["rhat_max"], "ess_bulk_min": conv["ess_bulk_min"],
+           "elapsed_s": post.elapsed_s, "s_per_step": post.elapsed_s / steps, "converged": bool(converged),
+           "ess_per_s": conv["ess_bulk_min"] / post.elapsed_s if converged else None,
+           "acceptance_rate": float(post.traces["acceptance_rate"].mean()),
+           "move_acceptance": post.stats.get("move_acceptance")}
+    return post, row
+
+
+def exact_rows(sizes) -> list[dict]:
+    out = []
+    for name, factory in EXACT.items():
+        world, spec, alpha, piece_of, exact = factory()
+        exact = np.asarray(exact)
+        for kernel in KERNELS:
+            log(f"{name}: {kernel}")
+            post, row = run_kernel(world, spec, alpha, kernel, sizes)
+            pieces = piece_of(post.traces["z"].reshape(-1, post.z.shape[-1]))
+            masses = np.bincount(np.asarray(pieces), minlength=len(exact)) / np.asarray(pieces).size
+            row.update(target=name, spec=spec, alpha=alpha, masses=masses.tolist(), exact=exact.tolist(),
+                       max_mass_error=float(np.abs(masses - exact).max()), load_average=load_average())
+            out.append(row)
+    return out
+
+
+def mean_and_error(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per class: the mean over (chains, draws) and its Monte Carlo standard error from the bulk ESS."""
+    dataset = az.convert_to_dataset(values)
+    ess = np.asarray(az.ess(dataset, method="mean")["x"])
+    mean, sd = values.mean((0, 1)), values.std((0, 1))
+    return mean, sd / np.sqrt(np.maximum(ess, 1.0))
+
+
+def real_rows(sizes) -> list[dict]:
+    out = []
+    for world_name, spec, alpha in REAL:
+        world = pls.load_world(world_name)
+        log(f"{world_name} {spec} alpha {alpha}: smc with {sizes['smc_factor']}x the particles")
+        smc_particles = sizes["smc_factor"] * sizes["num_particles"]
+        smc = pls.sample(world, spec, alpha=alpha, num_particles=smc_particles, kernel="smc", seed=0, progress=False)
+        smc_mean, smc_error = mean_and_error(smc.traces["prediction_probs"].numpy())
+        for kernel in KERNELS:
+            log(f"{world_name} {spec} alpha {alpha}: {kernel}")
+            post, row = run_kernel(world, spec, alpha, kernel, sizes)
+            mean, error = mean_and_error(post.traces["prediction_probs"].numpy())
+            z_scores = (mean - smc_mean) / np.sqrt(error**2 + smc_error**2)
+            top = np.argsort(-smc_mean)[:2]
+            row.update(target=f"{world_name} {spec}", world=world_name, spec=spec, alpha=alpha,
+                       classes=[str(c) for c in world.classes], mean_prediction=mean.tolist(),
+                       smc_mean_prediction=smc_mean.tolist(), smc_elapsed_s=smc.elapsed_s,
+                       smc_particles=smc_particles, top_classes=[str(world.classes[i]) for i in top],
+                       max_abs_z_vs_smc=float(np.abs(z_scores).max()),
+                       max_abs_diff_vs_smc=float(np.abs(mean - smc_mean).max()), load_average=load_average())
+            out.append(row)
+    return out
+
+
+def floor_rows(sizes) -> list[dict]:
+    rows = []
+    for world_name in ("mnist-vae", "houses"):
+        world = pls.load_world(world_name)
+        target = pls.parse_target("ambiguous", world.classes)
+        for kernel in KERNELS:
+            log(f"floor {world_name} N={sizes['num_particles']} {kernel}")
+            result = floor_module.measure_floor(world, target, 10.0, sizes["num_particles"], sizes["floor_repeats"],
+                                                torch.device("cpu"), kernel=kernel)
+            rows.append({"world": world_name, "kernel": kernel, "num_particles": sizes["num_particles"], **result})
+    return rows
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')} load {load_average()[0]:.2f}] {message}", flush=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="smoke run: tiny sizes, numbers mean nothing")
+    parser.add_argument("--out", type=Path, default=HERE / "results-population.json")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    sizes = SIZES["tiny" if args.tiny else "default"]
+    start = time.perf_counter()
+    results = {"mode": "tiny" if args.tiny else "default", "sizes": sizes, "rhat_ok": RHAT_OK,
+               "command": " ".join(["python benchmarks/population.py", *sys.argv[1:]]),
+               "torch_threads": torch.get_num_threads(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+               "exact": exact_rows(sizes), "real": real_rows(sizes), "floor": floor_rows(sizes)}
+    results["elapsed_s"] = time.perf_counter() - start
+    args.out.write_text(json.dumps(results, indent=1, default=lambda v: None if isinstance(v, float) and not math.isfinite(v) else v) + "\n")
+    log(f"wrote {args.out} in {results['elapsed_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
