@@ -3,7 +3,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow bench reproduce clean
+.PHONY: venv demo test test-slow bench bench-population reproduce clean
 
 venv: $(STAMP)
 
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: venv
-	$(BIN)/pplevelset sample houses --target ambiguous --particles 300 --warmup 200 --steps 100 \
+	$(BIN)/pplevelset sample houses --target ambiguous --kernel ensemble --particles 300 --warmup 200 --steps 100 \
 		--out runs/demo --overwrite
 	@echo "look at runs/demo/samples.png"
 
@@ -28,6 +28,9 @@ test-slow: venv
 bench: venv
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/sweep.py
+
+bench-population: venv
+	$(BIN)/python benchmarks/population.py
 
 reproduce: venv
 	$(BIN)/pplevelset reproduce all

@@ -160,6 +160,13 @@ def main(argv=None) -> int:
     results["elapsed_s"] = time.perf_counter() - start
     args.out.write_text(json.dumps(results, indent=1, default=lambda v: None if isinstance(v, float) and not math.isfinite(v) else v) + "\n")
     log(f"wrote {args.out} in {results['elapsed_s']:.0f} s")
+    if not args.tiny:  # BENCHMARKS.md is rendered from every results file, as benchmarks/run.py does
+        import report
+
+        sources = sorted(HERE.glob("results*.json"), key=report.order)
+        (HERE.parent / "BENCHMARKS.md").write_text(
+            report.render([json.loads(path.read_text()) | {"_file": path.name} for path in sources]))
+        log("wrote BENCHMARKS.md")
     return 0
 
 

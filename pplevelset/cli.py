@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pplevelset.errors import UserInputError
 from pplevelset.imports import import_object
+from pplevelset.infer.config import DEFAULT_KERNEL, KERNELS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--warmup", type=_positive_int, default=500, help="adaptation steps (default 500)")
     sample.add_argument("--steps", type=_positive_int, default=500, help="recorded steps T (default 500)")
     sample.add_argument("--thin", type=_positive_int, default=1, help="keep every k-th step in the traces")
-    sample.add_argument("--kernel", default="rwmh", help="rwmh (default), ensemble, nuts or smc")
+    sample.add_argument("--kernel", default=DEFAULT_KERNEL, help=f"{' | '.join(KERNELS)} (default {DEFAULT_KERNEL})")
     sample.add_argument("--populations", type=_positive_int, default=4, help="smc: independent populations (default 4)")
     sample.add_argument("--moves", type=_positive_int, default=10, help="smc: MH moves per temperature (default 10)")
     sample.add_argument("--keep", type=_positive_int, default=64, help="n states resampled at the end (default 64)")

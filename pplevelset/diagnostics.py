@@ -48,7 +48,7 @@ def run_warnings(kernel: str, acceptance_rate: float, rhat_max: float | None, wa
     if rhat_max is not None and rhat_max > HIGH_RHAT:
         found.append(f"R-hat {rhat_max:.2f} > {HIGH_RHAT}: each particle explored only part of the level set in "
                      "the recorded steps, or particles sit in modes they do not leave; run more steps, or use "
-                     "the smc kernel for the right share of particles in each mode")
+                     "the ensemble kernel (--kernel ensemble), whose particles move between modes, or smc")
     return found
 
 

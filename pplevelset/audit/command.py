@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pplevelset.errors import UserInputError
+from pplevelset.infer.config import DEFAULT_KERNEL
 
 
 def add_sweep_parser(sub) -> None:
@@ -16,7 +17,7 @@ def add_sweep_parser(sub) -> None:
     sweep.add_argument("--seeds", help="comma-separated seeds (default 0)")
     sweep.add_argument("--particles-per-target", type=int, dest="particles_per_target",
                        help="particles per target (default 100)")
-    sweep.add_argument("--kernel", help="rwmh (default), ensemble or smc")
+    sweep.add_argument("--kernel", help=f"rwmh, ensemble or smc (default {DEFAULT_KERNEL})")
     sweep.add_argument("--alpha", type=float)
     sweep.add_argument("--warmup", type=int, help="adaptation steps (default 200)")
     sweep.add_argument("--steps", type=int, help="recorded steps (default 200)")

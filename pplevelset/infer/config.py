@@ -54,7 +54,7 @@ class RunConfig:
     target: torch.Tensor  # (L,) float32 on the world's device
     target_spec: str  # as the user wrote it, or the vector written out
     alpha: float = 10.0
-    kernel: str = "rwmh"
+    kernel: str = DEFAULT_KERNEL
     num_particles: int = 1000
     warmup: int = 500
     steps: int = 500
@@ -67,7 +67,7 @@ class RunConfig:
 
     @classmethod
     def build(cls, world: World | str, target: str | Sequence[float] | torch.Tensor, *, alpha: float = 10.0,
-              kernel: str = "rwmh", num_particles: int = 1000, warmup: int = 500, steps: int = 500,
+              kernel: str = DEFAULT_KERNEL, num_particles: int = 1000, warmup: int = 500, steps: int = 500,
               thin: int = 1, seed: int = 0, device: str | torch.device = "cpu", step_size: float | None = None,
               progress: bool = True, smc: SMCOptions | None = None) -> "RunConfig":
         """Validate every setting (one-line :class:`UserInputError` for the first bad one), then load

@@ -17,7 +17,7 @@ import torch
 
 from pplevelset.errors import UserInputError
 from pplevelset.infer import rwmh
-from pplevelset.infer.config import RunConfig, SMCOptions, _count
+from pplevelset.infer.config import DEFAULT_KERNEL, RunConfig, SMCOptions, _count
 from pplevelset.infer.draws import Draws
 from pplevelset.infer.mcmc import initial_positions, run_mcmc
 from pplevelset.infer.resume import (RESUMABLE_KERNELS, WHY_NOT, Checkpoints, RunInterrupted, stop_on_signals)
@@ -29,7 +29,7 @@ from pplevelset.worlds.base import World
 
 
 def sample(world: World | str, target: str | Sequence[float] | torch.Tensor, alpha: float = 10.0,
-           num_particles: int = 1000, warmup: int = 500, steps: int = 500, kernel: str = "rwmh",
+           num_particles: int = 1000, warmup: int = 500, steps: int = 500, kernel: str = DEFAULT_KERNEL,
            seed: int = 0, device: str = "cpu", thin: int = 1, step_size: float | None = None,
            progress: bool = True, populations: int = 4, moves: int = 10,
            target_ess: float = 0.5, checkpoint: str | Path | None = None,

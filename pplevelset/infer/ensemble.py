@@ -63,7 +63,7 @@ KDE_MAX_DIM = 10  # above this a KDE of a few hundred points is accepted < 10% o
 KDE_PAIRS = 2**20  # (query, centre) pairs per chunk of the KDE log density: bounded memory
 LOCAL_NEIGHBOURS = 20  # neighbours that shape each KDE kernel (at least 2 D + 2)
 LOCAL_RIDGE = 1e-4  # added to each kernel's covariance, times the cloud's variances
-KDE_MAX_CENTRES = 1024  # larger complements use a random subset (fixed within the half update): cost O(N)
+KDE_MAX_CENTRES = 256  # larger complements use a random subset (fixed within the half update): cost O(N)
 
 
 class Moves(NamedTuple):
@@ -386,12 +386,16 @@ def local_kernels(points: torch.Tensor, chol: torch.Tensor, bandwidth: torch.Ten
     any scale count alike), plus a ridge of ``LOCAL_RIDGE`` times the cloud's variances."""
     groups, size, dim = points.shape
     x = points.double()
-    white = torch.linalg.solve_triangular(chol, x.transpose(1, 2), upper=False).transpose(1, 2)
+    white = torch.linalg.solve_triangular(chol, x.transpose(1, 2), upper=False).transpose(1, 2).float()
     k = min(size, max(LOCAL_NEIGHBOURS, 2 * dim + 2))
-    nearest = torch.cdist(white, white).topk(k, largest=False).indices  # (G, M, k), each point among its own
+    # squared distances by one matrix product, in float32: they only choose the neighbours
+    norms = white.square().sum(-1)
+    distance = norms.unsqueeze(-1) + norms.unsqueeze(-2) - 2 * white @ white.transpose(1, 2)
+    nearest = distance.topk(k, largest=False).indices  # (G, M, k), each point among its own
     neighbours = x[torch.arange(groups, device=x.device)[:, None, None], nearest]  # (G, M, k, D)
     centred = neighbours - neighbours.mean(2, keepdim=True)
-    cov = centred.transpose(2, 3) @ centred / (k - 1)
+    # many D x D products: broadcast and sum, faster than a batched matmul of tiny matrices
+    cov = (centred.unsqueeze(-1) * centred.unsqueeze(-2)).sum(2) / (k - 1)
     ridge = LOCAL_RIDGE * (chol @ chol.transpose(1, 2)).diagonal(dim1=-2, dim2=-1)  # (G, D)
     factor, failed = torch.linalg.cholesky_ex(cov + torch.diag_embed(ridge).unsqueeze(1))
     if bool(failed.any()):  # NaN in the cloud: such centres fall back to the cloud's own shape
@@ -429,8 +433,9 @@ def _kde_log_q(x: torch.Tensor, kernels: LocalKernels) -> torch.Tensor:
     all (query, centre) pairs are two matrix products, ``vec(x x^T) . vec(P)`` and ``x . P c``,
     in float64, a chunk of queries at a time so memory stays ``O(KDE_PAIRS)``."""
     groups, size, dim = kernels.centres.shape
-    precision = kernels.inverse.transpose(-2, -1) @ kernels.inverse  # (G, M, D, D)
-    linear = (precision @ kernels.centres.unsqueeze(-1)).squeeze(-1)  # (G, M, D): P c
+    inverse = kernels.inverse
+    precision = (inverse.unsqueeze(-1) * inverse.unsqueeze(-2)).sum(-3)  # (G, M, D, D): W^T W
+    linear = (precision * kernels.centres.unsqueeze(-2)).sum(-1)  # (G, M, D): P c
     constant = (linear * kernels.centres).sum(-1)  # (G, M): c^T P c
     flat = precision.reshape(groups, size, dim * dim).transpose(1, 2)  # (G, D^2, M)
     scale = -0.5 / kernels.bandwidth**2
@@ -439,7 +444,9 @@ def _kde_log_q(x: torch.Tensor, kernels: LocalKernels) -> torch.Tensor:
     for part in x.double().split(chunk, dim=1):
         outer = (part.unsqueeze(-1) * part.unsqueeze(-2)).reshape(groups, part.shape[1], dim * dim)
         quadratic = outer @ flat - 2 * part @ linear.transpose(1, 2) + constant.unsqueeze(1)  # (G, c, M)
-        out.append(torch.logsumexp(scale * quadratic - kernels.log_det.unsqueeze(1), -1))
+        # the sum over centres in float32: its logits are O(1..1e3) nats, so ~1e-4 nats of rounding
+        logits = (scale * quadratic - kernels.log_det.unsqueeze(1)).float()
+        out.append(torch.logsumexp(logits, -1).double())
     return torch.cat(out, 1) if out else x.new_zeros(groups, 0)
 
 
