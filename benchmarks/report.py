@@ -255,6 +255,9 @@ def _population(results: dict) -> list[str]:
         lines += _table(["world", "kernel", "N", "forward", "step", "step / forward"],
                         [[r["world"], r["kernel"], r["num_particles"], _num(r["forward_ms"]) + " ms",
                           _num(r["step_ms"]) + " ms", _num(r["ratio"])] for r in results["floor"]])
+    reading = HERE / "population.md"  # what the numbers mean for the goals, and what was tried
+    if reading.is_file():
+        lines += [reading.read_text().strip(), ""]
     return lines
 
 
