@@ -95,3 +95,12 @@ class HoleWorld(pls.World):
 @pytest.fixture
 def toy():
     return pls.load_world("toy")
+
+
+@pytest.fixture
+def single_torch_thread():
+    """One torch thread for the test, the caller's setting restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

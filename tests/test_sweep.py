@@ -39,12 +39,8 @@ ALPHA = 20.0
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
+def one_thread(single_torch_thread):
     """Small batched ops run faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # -- the grammar ---------------------------------------------------------------------------------

@@ -37,8 +37,8 @@ class SMCOptions:
     target_ess: float = 0.5
 
     def validate(self, num_particles: int) -> None:
-        _count(self.populations, "populations", 1)
-        _count(self.moves, "the number of SMC moves per temperature", 1)
+        check_count(self.populations, "populations", 1)
+        check_count(self.moves, "the number of SMC moves per temperature", 1)
         if self.populations < 1 or num_particles % self.populations or num_particles // self.populations < 2:
             raise UserInputError(f"SMC splits {num_particles} particles into {self.populations} populations: "
                                  "the particles must be a multiple of the populations, at least 2 each")
@@ -77,12 +77,12 @@ class RunConfig:
             raise UserInputError(f"alpha must be a positive number, got {alpha}")
         if kernel not in KERNELS:
             raise UserInputError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
-        _count(num_particles, "the number of particles", 2,
+        check_count(num_particles, "the number of particles", 2,
                "(R-hat, ESS and the burn-in check compare particles with each other)")
-        _count(warmup, "warmup", 0)
-        _count(steps, "steps", 1)
-        _count(thin, "thin", 1)
-        _count(seed, "seed", 0)
+        check_count(warmup, "warmup", 0)
+        check_count(steps, "steps", 1)
+        check_count(thin, "thin", 1)
+        check_count(seed, "seed", 0)
         if seed > MAX_SEED:
             raise UserInputError(f"seed must be at most 2**63 - 1 = {MAX_SEED}, got {seed}")
         if step_size is not None and not (isinstance(step_size, (int, float)) and math.isfinite(step_size)
@@ -132,7 +132,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 def check_keep(keep: Any) -> int:
     """The number of states resampled into a run directory: an integer >= 1."""
-    _count(keep, "keep (states resampled at the end)", 1)
+    check_count(keep, "keep (states resampled at the end)", 1)
     return int(keep)
 
 
@@ -159,7 +159,7 @@ def check_float32(alpha: float, target: torch.Tensor, classes: Sequence[str]) ->
                              f"(log-likelihood {float(log_likelihood.min()):g}); use a smaller alpha")
 
 
-def _count(value: Any, what: str, minimum: int, why: str = "") -> None:
+def check_count(value: Any, what: str, minimum: int, why: str = "") -> None:
     """An integer (not a float that happens to be whole, not a bool) of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise UserInputError(f"{what} must be an integer, got {value!r}")

@@ -17,7 +17,7 @@ import torch
 
 from pplevelset.errors import UserInputError
 from pplevelset.infer import rwmh
-from pplevelset.infer.config import DEFAULT_KERNEL, RunConfig, SMCOptions, _count
+from pplevelset.infer.config import DEFAULT_KERNEL, RunConfig, SMCOptions, check_count
 from pplevelset.infer.draws import Draws
 from pplevelset.infer.mcmc import initial_positions, run_mcmc
 from pplevelset.infer.resume import (RESUMABLE_KERNELS, WHY_NOT, Checkpoints, RunInterrupted, stop_on_signals)
@@ -91,7 +91,7 @@ def make_checkpoints(config: RunConfig, folder: str | Path, every_steps: int | N
         raise UserInputError(f"the {config.kernel} kernel cannot checkpoint or resume ({WHY_NOT[config.kernel]}); "
                              f"use {' or '.join(RESUMABLE_KERNELS)}")
     if every_steps is not None:
-        _count(every_steps, "checkpoint_every", 1)
+        check_count(every_steps, "checkpoint_every", 1)
     settings = checkpoint_settings(config)
     payload = load_checkpoint(folder, settings) if resume else None
     return Checkpoints(Path(folder), settings, every_steps, every_seconds if every_steps is None else None, payload)
