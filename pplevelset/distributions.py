@@ -233,7 +233,7 @@ class Concatenated(TorchDistribution):
         torch.Size([5, 4])
     """
 
-    arg_constraints = {}
+    arg_constraints: dict = {}
 
     def __init__(self, parts, validate_args=None):
         self.parts = list(parts)

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from pplevelset.files import atomic_write
 
-CLASS_COLORS = plt.get_cmap("tab10").colors
+CLASS_COLORS = plt.get_cmap("tab10")(range(10))
 
 
 def _subplots(*args, figsize, **kwargs):

@@ -30,7 +30,8 @@ def generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
 
 
 def _mt_state(state: torch.Tensor, seed: int) -> torch.Tensor:
-    key = np.random.RandomState(np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32)).get_state()[1]
+    mt19937 = np.random.RandomState(np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32))
+    key = np.asarray(mt19937.get_state(legacy=True)[1])  # type: ignore[index]  # a tuple when legacy
     raw = state.clone().numpy()
     raw[24:24 + 8 * _MT_WORDS] = key.astype("<u8").view(np.uint8)
     return torch.from_numpy(raw)

@@ -201,6 +201,7 @@ def _update_half(generator, state: EnsembleState, active: slice | torch.Tensor, 
                  log_density_fn, beta, weights: torch.Tensor) -> tuple[EnsembleState, EnsembleInfo]:
     """MH update of the particles in ``active`` with proposals built from those in ``other``: two
     slices, or per group ``(G, a)`` and ``(G, m)`` index tensors (each group's own complement)."""
+    rows: slice | torch.Tensor
     if isinstance(active, slice):
         rows = active
         z = state.z_unconstrained[active]
@@ -516,10 +517,8 @@ def move_acceptance(infos: Iterable[EnsembleInfo] | tuple[torch.Tensor, torch.Te
     if isinstance(infos, tuple) and len(infos) == 2 and torch.is_tensor(infos[0]):
         accept_sum, count = infos
     else:
-        accept_sum = count = 0
-        for info in infos:
-            step_sum, step_count = acceptance_counts(info)
-            accept_sum, count = accept_sum + step_sum, count + step_count
-        if not torch.is_tensor(count):
+        counts = [acceptance_counts(info) for info in infos]
+        if not counts:
             return {}
+        accept_sum, count = (torch.stack(parts).sum(0) for parts in zip(*counts))
     return {name: float(accept_sum[k] / count[k]) for k, name in enumerate(MOVE_NAMES) if count[k] > 0}

@@ -230,7 +230,7 @@ class TraceCollector:
     def draws(self, density: ParticleDensity, state) -> Draws:
         """The finished traces on the CPU, with the final states and counters."""
         stats: dict[str, Any] = {"num_invalid_proposals": int(self.num_invalid)}
-        if self.move_counts is not None:
+        if self.move_counts is not None and self.move_accepted is not None:
             rates = (self.move_accepted / self.move_counts.clamp_min(1)).tolist()
             stats["move_acceptance"] = {name: (rate if count else None) for name, rate, count
                                         in zip(self.move_names, rates, self.move_counts.tolist())}

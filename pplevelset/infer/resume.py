@@ -167,4 +167,5 @@ class stop_on_signals:
 
 
 def describe_signal(signum: int) -> str:
-    return {signal.SIGINT: "interrupted (SIGINT)", signal.SIGTERM: "terminated (SIGTERM)"}.get(signum, f"signal {signum}")
+    names = {int(signal.SIGINT): "interrupted (SIGINT)", int(signal.SIGTERM): "terminated (SIGTERM)"}
+    return names.get(signum, f"signal {signum}")

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from pplevelset.infer import rwmh
 from pplevelset.infer.draws import Draws
-from pplevelset.model import ParticleDensity
+from pplevelset.model import Density, ParticleDensity
 from pplevelset.rng import global_rng_from
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ def init(density: ParticleDensity, generator: torch.Generator, num_populations: 
     return SMCState(particles, zeros, zeros.clone(), torch.ones_like(zeros))
 
 
-def step(generator: torch.Generator, state: SMCState, density: ParticleDensity, *, moves: int = 10,
+def step(generator: torch.Generator, state: SMCState, density: ParticleDensity | _Rows, *, moves: int = 10,
          target_ess: float = 0.5, final: bool = False) -> tuple[SMCState, SMCInfo]:
     """One temperature: choose beta', reweight, update log Z, resample, then ``moves`` MH moves.
 
@@ -158,7 +158,8 @@ def step(generator: torch.Generator, state: SMCState, density: ParticleDensity, 
     particles = particles._replace(step_size=proposal_scale(spread, scale_factor, dim).repeat_interleave(per))
     particle_beta = new_beta.repeat_interleave(per)
     accepted = torch.zeros_like(new_beta)
-    info = None
+    if moves < 1:
+        raise ValueError(f"an SMC stage needs at least one MH move, got moves={moves}")
     for _ in range(moves):
         particles, info = rwmh.step(generator, particles, density, beta=particle_beta)
         move_acceptance = info.acceptance_prob.reshape(populations, per).mean(-1)
@@ -168,6 +169,7 @@ def step(generator: torch.Generator, state: SMCState, density: ParticleDensity, 
         scale_factor = tune_scale(scale_factor, move_acceptance)
         particles = particles._replace(step_size=proposal_scale(spread, scale_factor, dim).repeat_interleave(per))
     new_state = SMCState(particles, new_beta, log_evidence, scale_factor)
+    # (``info`` is the last move's: ``moves >= 1``)
     return new_state, SMCInfo(new_beta, stage_ess, accepted / max(1, moves), proposal_scale(spread, scale_factor, dim),
                               info)
 
@@ -179,7 +181,7 @@ class _Rows:
     def __init__(self, density: ParticleDensity, rows: torch.Tensor):
         self.density, self.rows = density, rows
 
-    def __call__(self, flat: torch.Tensor, rows=None):
+    def __call__(self, flat: torch.Tensor, rows=None) -> Density:
         return self.density(flat, self.rows if rows is None else self.rows[rows])
 
 
@@ -232,7 +234,8 @@ def run_smc(density: ParticleDensity, generator: torch.Generator, num_population
     stages: dict[str, list] = {name: [] for name in STAGE_STATISTICS}
     bar = tqdm(total=1000, desc="tempering", disable=not progress, dynamic_ncols=True, mininterval=0.5,
                bar_format="{l_bar}{bar}| beta {postfix}")
-    info, last_acceptance = None, None
+    info: SMCInfo | None = None
+    last_acceptance: torch.Tensor | None = None
     for stage in range(max_stages):
         if bool((state.beta >= 1).all()):
             break
@@ -256,8 +259,10 @@ def run_smc(density: ParticleDensity, generator: torch.Generator, num_population
         bar.set_postfix_str(f"{float(state.beta.min()):.3g} (stage {stage + 1})", refresh=False)
         bar.refresh()
     bar.close()
-    if info is not None:  # each particle's last MH move is its own population's last
-        info = info._replace(last_move=info.last_move._replace(acceptance_prob=last_acceptance))
+    if info is None or last_acceptance is None:
+        raise RuntimeError("SMC ran no temperature: every population started at beta = 1")
+    # each particle's last MH move is its own population's last
+    info = info._replace(last_move=info.last_move._replace(acceptance_prob=last_acceptance))
     return SMCResult(state, info, {name: torch.stack(values, -1) for name, values in stages.items()})
 
 

@@ -145,12 +145,12 @@ def _diagnostics(post) -> dict:
 
 def _sample(world, spec: str, sizes: Sizes, seed: int, device: str, kernel: str = "rwmh"):
     if kernel == "smc":
-        settings = dict(num_particles=sizes.smc_particles, populations=sizes.smc_populations, moves=sizes.smc_moves)
+        settings: dict[str, int] = dict(num_particles=sizes.smc_particles, populations=sizes.smc_populations, moves=sizes.smc_moves)
     else:
         settings = dict(num_particles=sizes.particles, warmup=sizes.warmup, steps=sizes.steps)
     particles = settings["num_particles"]
-    return common.run_sampler(_log, world, spec, f"({kernel}, {particles} particles)", alpha=ALPHA, kernel=kernel,
-                              seed=seed, device=device, **settings)
+    return common.run_sampler(_log, world, spec, f"({kernel}, {particles} particles)", ".3f", alpha=ALPHA,
+                              kernel=kernel, seed=seed, device=device, **settings)
 
 
 def _house_share(z: torch.Tensor) -> float:
@@ -171,8 +171,8 @@ def _level_set(post, kept, prior: dict) -> dict:
             **_diagnostics(post)}
 
 
-def _circles(world, post, kept, target: torch.Tensor) -> dict:
-    """The same latents classified with and without the circle."""
+def _circles(world, post, kept, target: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    """The same latents classified with and without the circle: the numbers, and the predictions without."""
     with_circle = kept.predictions()
     without = predict(world, kept.z, circle=False)
     conf_with = metrics.confidence(target, with_circle)["mean"]
@@ -268,7 +268,7 @@ def run(out: str | Path, quick: bool = False, overwrite: bool = False, device: s
 
     numbers = HousesNumbers(sizes=sizes, results=results, circles=circle_results, smc=smc_results, prior=prior,
                             prior_accuracy=prior_accuracy, profiles=profiles,
-                            card_accuracy=houses.classifier_card.get("metrics", {}).get("accuracy"),
+                            card_accuracy=getattr(houses, "classifier_card", {}).get("metrics", {}).get("accuracy"),
                             alpha=ALPHA, level_sets=LEVEL_SETS, band=AMBIGUOUS_BAND, paper=PAPER)
     write_report(report, numbers)
     _add_figures(report, sizes, houses, circles, posts, kept_sets, smc_posts, prior_z, prior_probs, circle_pairs)

@@ -28,6 +28,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from matplotlib.figure import Figure
@@ -318,11 +319,11 @@ def _tsne_figure(world, wkey: str, sizes: Sizes, prior_z, prior_predictions, tsn
 
 def _alpha_study(world, wkey: str, sizes: Sizes, device: str, best: dict) -> dict:
     """Smaller runs of both kernels at each of ``sizes.study_alphas``, by target and alpha."""
-    study = {}
+    study: dict[str, dict[str, dict]] = {}
     for tkey, spec in TARGETS.items():
         study[tkey] = {}
         for alpha in sizes.study_alphas:
-            entry = {}
+            entry: dict[str, Any] = {}
             for kernel in ("rwmh", "smc"):
                 post = _sample(world, spec, alpha, sizes, kernel, device, study=True)
                 entry[kernel] = _study_cell(post, kernel, sizes.seed)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import torch
+from matplotlib.figure import Figure
 
 from pplevelset.files import write_json
 from pplevelset.plotting import save_figure
@@ -29,7 +30,7 @@ class Report:
         self.title, self.command = title, command
         self.started = time.perf_counter()
         self.blocks: list[str] = []
-        self.figures: dict[str, object] = {}
+        self.figures: dict[str, Figure] = {}
 
     def section(self, heading: str, text: str = "") -> None:
         self.blocks.append(f"## {heading}\n\n{text}".rstrip() + "\n")

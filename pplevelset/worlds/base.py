@@ -62,7 +62,7 @@ class World:
         """SHA-256 of every trained network the world uses, by ``folder/name`` (recorded with runs)."""
         from pplevelset.checkpoints import read_card
 
-        return {f"{folder}/{name}": read_card(folder, name).get("sha256")
+        return {f"{folder}/{name}": str(read_card(folder, name).get("sha256"))
                 for folder, name in self.required_checkpoints}
 
     def to(self, device: torch.device | str) -> "World":
