@@ -1,4 +1,5 @@
-"""MNIST data sources: the bundled digits, IDX folders written here, and the errors for bad folders."""
+"""MNIST data sources: the bundled digits, IDX folders written here, and the errors for bad folders
+(Fashion-MNIST's, which share the reader, are in test_fashion.py)."""
 
 import gzip
 import struct
@@ -8,7 +9,14 @@ import pytest
 import torch
 
 from pplevelset.errors import UserInputError
-from pplevelset.worlds.mnist.data import _bundled_arrays, _bundled_split_indices, load_mnist
+from pplevelset.worlds.mnist.data import (
+    FASHION,
+    MNIST,
+    _bundled_arrays,
+    _bundled_split_indices,
+    load_images,
+    load_mnist,
+)
 
 
 def _idx_bytes(array: np.ndarray, magic: int) -> bytes:
@@ -16,16 +24,19 @@ def _idx_bytes(array: np.ndarray, magic: int) -> bytes:
     return header + array.astype(np.uint8).tobytes()
 
 
-def _write_idx_folder(folder, n_train=6, n_test=3, gzipped=False, seed=0):
-    """A tiny MNIST in the real IDX layout; returns the arrays written."""
+def write_idx_folder(folder, n_train=6, n_test=3, gzipped=False, seed=0):
+    """A tiny MNIST-format data set (random pixels, every class in turn, shuffled) in the real IDX
+    layout; returns the arrays written. Also used by test_mnist.py and test_fashion.py."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for split, prefix, n in (("train", "train", n_train), ("test", "t10k", n_test)):
         images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
-        for stem, array, magic in ((f"{prefix}-images-idx3-ubyte", images, 2051),
-                                   (f"{prefix}-labels-idx1-ubyte", labels, 2049)):
+        labels = rng.permutation(np.arange(n) % 10).astype(np.uint8)
+        for stem, array, magic in (
+            (f"{prefix}-images-idx3-ubyte", images, 2051),
+            (f"{prefix}-labels-idx1-ubyte", labels, 2049),
+        ):
             data = _idx_bytes(array, magic)
             if gzipped:
                 (folder / f"{stem}.gz").write_bytes(gzip.compress(data))
@@ -57,13 +68,14 @@ def test_bundled_split_is_deterministic_disjoint_and_seeded():
     assert not torch.equal(load_mnist("test", seed=1)[0], test_x)
 
 
+@pytest.mark.parametrize("dataset", [MNIST, FASHION], ids=lambda dataset: dataset.key)
 @pytest.mark.parametrize("gzipped", [False, True])
 @pytest.mark.parametrize("torchvision_layout", [False, True])
-def test_idx_folder_round_trip(tmp_path, gzipped, torchvision_layout):
-    folder = tmp_path / "MNIST" / "raw" if torchvision_layout else tmp_path
-    written = _write_idx_folder(folder, gzipped=gzipped)
+def test_idx_folder_round_trip(tmp_path, dataset, gzipped, torchvision_layout):
+    folder = tmp_path / dataset.torchvision_name / "raw" if torchvision_layout else tmp_path
+    written = write_idx_folder(folder, gzipped=gzipped)
     for split in ("train", "test"):
-        images, labels = load_mnist(split, data_root=tmp_path)
+        images, labels = load_images(dataset, split, data_root=tmp_path)
         expected_images, expected_labels = written[split]
         assert images.shape == (len(expected_labels), 1, 28, 28) and images.dtype == torch.float32
         assert torch.allclose(images[:, 0] * 255, torch.from_numpy(expected_images).float())
@@ -80,7 +92,7 @@ def test_missing_folder_and_files(tmp_path):
 
 
 def test_wrong_magic_number(tmp_path):
-    _write_idx_folder(tmp_path)
+    write_idx_folder(tmp_path)
     path = tmp_path / "train-images-idx3-ubyte"
     path.write_bytes(struct.pack(">I", 2049) + path.read_bytes()[4:])
     with pytest.raises(UserInputError, match="magic number 2049, expected 2051"):
@@ -88,7 +100,7 @@ def test_wrong_magic_number(tmp_path):
 
 
 def test_truncated_files(tmp_path):
-    _write_idx_folder(tmp_path)
+    write_idx_folder(tmp_path)
     images = tmp_path / "train-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:-100])
     with pytest.raises(UserInputError, match="header .* implies"):
@@ -100,7 +112,7 @@ def test_truncated_files(tmp_path):
 
 
 def test_corrupt_gzip(tmp_path):
-    _write_idx_folder(tmp_path, gzipped=True)
+    write_idx_folder(tmp_path, gzipped=True)
     path = tmp_path / "train-labels-idx1-ubyte.gz"
     path.write_bytes(path.read_bytes()[:20])
     with pytest.raises(UserInputError, match="cannot read"):
@@ -108,7 +120,7 @@ def test_corrupt_gzip(tmp_path):
 
 
 def test_label_and_image_counts_must_match(tmp_path):
-    _write_idx_folder(tmp_path)
+    write_idx_folder(tmp_path)
     (tmp_path / "train-labels-idx1-ubyte").write_bytes(_idx_bytes(np.zeros(5, np.uint8), 2049))
     with pytest.raises(UserInputError, match="6 images but 5 labels"):
         load_mnist("train", data_root=tmp_path)

@@ -1,11 +1,8 @@
 """The shipped MNIST networks, the two MNIST worlds, and a smoke run of the three trainers."""
 
-import gzip
-import struct
-
-import numpy as np
 import pytest
 import torch
+from test_data import write_idx_folder
 
 from pplevelset import checkpoints
 from pplevelset.worlds import load_world
@@ -101,23 +98,12 @@ def test_prediction_gradients_are_finite_and_non_zero(world_fixture, request):
 
 # --- trainers, on a tiny IDX folder for speed -----------------------------------------------
 
-def _write_tiny_mnist(folder, n_train=128, n_test=64):
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = np.arange(n, dtype=np.uint8) % 10
-        for stem, array, magic in ((f"{prefix}-images-idx3-ubyte", images, 2051),
-                                   (f"{prefix}-labels-idx1-ubyte", labels, 2049)):
-            header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
-            (folder / f"{stem}.gz").write_bytes(gzip.compress(header + array.tobytes()))
-
 
 def test_trainers_write_verifiable_cards(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    _write_tiny_mnist(data)
-    for name, train in (("classifier", nets.train_classifier), ("vae", nets.train_vae),
-                        ("gan", nets.train_gan)):
+    write_idx_folder(data, n_train=128, n_test=64, gzipped=True)
+    for name, train in (("classifier", nets.train_classifier), ("vae", nets.train_vae), ("gan", nets.train_gan)):
         metrics = train(seed=3, epochs=1, data_root=data, out=tmp_path / "models", progress=False)
         module, card = nets.load_trained(name, root=tmp_path / "models")
         assert card["metrics"] == metrics
@@ -131,6 +117,7 @@ def test_trainers_write_verifiable_cards(tmp_path):
 
 # --- sampling on the MNIST worlds (issue 4) ----------------------------------------------------
 
+
 def test_rwmh_toward_one_or_seven_raises_their_probability(vae_world):
     import pplevelset as pls
 
@@ -139,8 +126,9 @@ def test_rwmh_toward_one_or_seven_raises_their_probability(vae_world):
         z = vae_world.prior().sample((2000,))
     with torch.no_grad():
         prior_mass = float(vae_world.predict(z)[:, [1, 7]].sum(-1).mean())  # about 0.17
-    post = pls.sample(vae_world, "1=0.46,7=0.46", alpha=10.0, num_particles=64, warmup=50, steps=20, seed=0,
-                      progress=False)
+    post = pls.sample(
+        vae_world, "1=0.46,7=0.46", alpha=10.0, num_particles=64, warmup=50, steps=20, seed=0, progress=False
+    )
     posterior_mass = float(post.predictions()[:, [1, 7]].sum(-1).mean())
     assert posterior_mass > prior_mass + 0.2  # about 0.58 after 70 steps
     assert post.traces["z"].shape == (64, 20, 5)
@@ -151,8 +139,9 @@ def test_nuts_runs_a_few_steps_on_mnist_vae(vae_world):
 
     # warmup=2: with 5 warm-up steps Pyro's step size falls to ~0.01 and every tree reaches the
     # maximum depth of 8 (~30 s); pls.sample has no max_tree_depth to pass.
-    post = pls.sample(vae_world, "1=0.46,7=0.46", kernel="nuts", num_particles=4, warmup=2, steps=3, seed=0,
-                      progress=False)
+    post = pls.sample(
+        vae_world, "1=0.46,7=0.46", kernel="nuts", num_particles=4, warmup=2, steps=3, seed=0, progress=False
+    )
     assert post.z.shape == (4, 5) and post.traces["z"].shape == (4, 3, 5)
     assert torch.isfinite(post.traces["log_likelihood"]).all()
     assert 0 <= post.delta() < 0.2
