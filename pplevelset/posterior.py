@@ -30,11 +30,21 @@ class LevelSetPosterior:
     in ``stages``). A resampled posterior has final states only.
     """
 
-    def __init__(self, world: World, target: torch.Tensor, settings: dict[str, Any], z: torch.Tensor,
-                 final_predictions: torch.Tensor, traces: dict[str, torch.Tensor] | None = None,
-                 warmup_traces: dict[str, torch.Tensor] | None = None, elapsed_s: float = 0.0,
-                 stats: dict[str, Any] | None = None, indices: torch.Tensor | None = None,
-                 stages: dict[str, torch.Tensor] | None = None, chains: str = "particles"):
+    def __init__(
+        self,
+        world: World,
+        target: torch.Tensor,
+        settings: dict[str, Any],
+        z: torch.Tensor,
+        final_predictions: torch.Tensor,
+        traces: dict[str, torch.Tensor] | None = None,
+        warmup_traces: dict[str, torch.Tensor] | None = None,
+        elapsed_s: float = 0.0,
+        stats: dict[str, Any] | None = None,
+        indices: torch.Tensor | None = None,
+        stages: dict[str, torch.Tensor] | None = None,
+        chains: str = "particles",
+    ):
         self.world = world
         self.target = target.detach().cpu()
         self.settings = dict(settings)
@@ -52,8 +62,10 @@ class LevelSetPosterior:
         return self.z.shape[0]
 
     def __repr__(self) -> str:
-        return (f"LevelSetPosterior(world={self.world.name!r}, target={self.settings.get('target')!r}, "
-                f"samples={len(self)}, kernel={self.settings.get('kernel')!r}, delta={self.delta():.4f})")
+        return (
+            f"LevelSetPosterior(world={self.world.name!r}, target={self.settings.get('target')!r}, "
+            f"samples={len(self)}, kernel={self.settings.get('kernel')!r}, delta={self.delta():.4f})"
+        )
 
     # -- samples --------------------------------------------------------------------------------
     def predictions(self) -> torch.Tensor:
@@ -65,19 +77,27 @@ class LevelSetPosterior:
         chunks = []
         with torch.no_grad():
             for start in range(0, len(self), batch_size):
-                chunk = self.z[start:start + batch_size].to(self.world.device)
+                chunk = self.z[start : start + batch_size].to(self.world.device)
                 chunks.append(self.world.decode(chunk).cpu())
         return torch.cat(chunks)
 
-    def resample(self, n: int, seed: int = 0) -> "LevelSetPosterior":
+    def resample(self, n: int, seed: int = 0) -> LevelSetPosterior:
         """``n`` final states drawn uniformly with replacement (the paper's last step)."""
         if n < 1:
             raise ValueError("resample needs n >= 1")
         generator = torch.Generator().manual_seed(seed)
         index = torch.randint(len(self), (n,), generator=generator)
-        return LevelSetPosterior(self.world, self.target, self.settings, self.z[index],
-                                 self._predictions[index], elapsed_s=self.elapsed_s, stats=self.stats,
-                                 indices=index if self.indices is None else self.indices[index], chains=self.chains)
+        return LevelSetPosterior(
+            self.world,
+            self.target,
+            self.settings,
+            self.z[index],
+            self._predictions[index],
+            elapsed_s=self.elapsed_s,
+            stats=self.stats,
+            indices=index if self.indices is None else self.indices[index],
+            chains=self.chains,
+        )
 
     # -- metrics --------------------------------------------------------------------------------
     def delta(self) -> float:
@@ -97,10 +117,10 @@ class LevelSetPosterior:
     # -- diagnostics ----------------------------------------------------------------------------
     def burn_in(self) -> BurnInVerdict:
         """Did the chains still drift when sampling began? (See :func:`burn_in_check`.)"""
-        self._require_traces("burn_in")
+        traces = self._require_traces("burn_in")
         if self.chains == "populations":
             return BurnInVerdict(True, math.nan, math.nan, "no burn-in to check: SMC tempers from the prior")
-        return burn_in_check(self.traces["log_likelihood"].numpy(), self.settings.get("warmup", 0))
+        return burn_in_check(traces["log_likelihood"].numpy(), self.settings.get("warmup", 0))
 
     def convergence(self) -> dict[str, float]:
         """R-hat and ESS of z with particles as chains."""
@@ -110,36 +130,45 @@ class LevelSetPosterior:
     def summary(self, keep: int | None = 64, seed: int = 0) -> dict[str, Any]:
         """The run's ``summary.json``: settings, Delta over ``keep`` resampled states, diagnostics."""
         kept = self.resample(keep, seed) if keep else self
-        out = {
+        out: dict[str, Any] = {
             "world": self.world.name,
             "classes": list(self.world.classes),
             "target": [round(float(v), 8) for v in self.target],
             "target_spec": self.settings.get("target"),
         }
-        keys = ("alpha", "kernel", "num_particles", "warmup", "steps", "seed", "device")
+        keys: tuple[str, ...] = ("alpha", "kernel", "num_particles", "warmup", "steps", "seed", "device")
         if self.chains == "populations":
             keys += ("populations", "moves", "target_ess")
         out.update({key: self.settings.get(key) for key in keys})
-        out.update({
-            "elapsed_s": round(self.elapsed_s, 3),
-            "keep": len(kept),
-            "delta": kept.delta(),
-            "delta_all_particles": self.delta(),
-            "mean_prediction": {name: float(p) for name, p in zip(self.world.classes, kept.predictions().mean(0))},
-            "confidence": kept.confidence(),
-            "hits_tv_0.1": self.hits(0.1),
-            "distinct_samples": kept.distinct_samples(),
-        })
+        out.update(likelihood=self.settings.get("likelihood", "dirichlet"), sigma=self.settings.get("sigma"))
+        out.update(
+            {
+                "elapsed_s": round(self.elapsed_s, 3),
+                "keep": len(kept),
+                "delta": kept.delta(),
+                "delta_all_particles": self.delta(),
+                "mean_prediction": {name: float(p) for name, p in zip(self.world.classes, kept.predictions().mean(0))},
+                "confidence": kept.confidence(),
+                "hits_tv_0.1": self.hits(0.1),
+                "distinct_samples": kept.distinct_samples(),
+            }
+        )
         if self.traces is not None:
             verdict = self.burn_in()
-            out.update({
-                "acceptance_rate": float(self.traces["acceptance_rate"].mean()),
-                **{key: _finite_or_none(value) for key, value in self.convergence().items()},
-                "burn_in_ok": bool(verdict.ok),
-                "burn_in": verdict.message,
-            })
-            out["warnings"] = run_warnings(self.settings.get("kernel"), out["acceptance_rate"], out.get("rhat_max"),
-                                           self.settings.get("warmup"))
+            out.update(
+                {
+                    "acceptance_rate": float(self.traces["acceptance_rate"].mean()),
+                    **{key: _finite_or_none(value) for key, value in self.convergence().items()},
+                    "burn_in_ok": bool(verdict.ok),
+                    "burn_in": verdict.message,
+                }
+            )
+            out["warnings"] = run_warnings(
+                str(self.settings.get("kernel", "")),
+                out["acceptance_rate"],
+                out.get("rhat_max"),
+                self.settings.get("warmup"),
+            )
         out.update(self.stats)
         out["versions"] = _versions()
         return out
@@ -154,25 +183,32 @@ class LevelSetPosterior:
         warm-up was recorded, ``observed_data`` (``target``), and for SMC ``smc_stages``: beta,
         ESS, acceptance and step size per population (``chain``) and temperature (``stage``).
         """
-        self._require_traces("to_arviz")
+        traces = self._require_traces("to_arviz")
         classes = [str(name) for name in self.world.classes]
         coords = {"z_dim": np.arange(self.z.shape[-1]), "class": classes}
         dims = {"z": ["z_dim"], "prediction_probs": ["class"], OBSERVED: ["class"]}
         numpy = lambda tensors, names: {name: tensors[name].numpy() for name in names}
         statistics = lambda tensors: [name for name in tensors if name not in POSTERIOR_VARIABLES + ("log_likelihood",)]
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if self.warmup_traces:
-            kwargs = {"warmup_sample_stats": numpy(self.warmup_traces, statistics(self.warmup_traces)),
-                      "save_warmup": True}
+            kwargs = {
+                "warmup_sample_stats": numpy(self.warmup_traces, statistics(self.warmup_traces)),
+                "save_warmup": True,
+            }
         attrs = self._attrs()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="More chains")  # many particles, few steps: normal here
             idata = az.from_dict(
-                posterior=numpy(self.traces, POSTERIOR_VARIABLES),
-                sample_stats=numpy(self.traces, statistics(self.traces)),
-                log_likelihood={OBSERVED: self.traces["log_likelihood"].numpy()},
+                posterior=numpy(traces, POSTERIOR_VARIABLES),
+                sample_stats=numpy(traces, statistics(traces)),
+                log_likelihood={OBSERVED: traces["log_likelihood"].numpy()},
                 observed_data={OBSERVED: self.target.numpy()},
-                coords=coords, dims=dims, attrs=attrs, posterior_attrs=attrs, **kwargs)
+                coords=coords,
+                dims=dims,
+                attrs=attrs,
+                posterior_attrs=attrs,
+                **kwargs,
+            )
         if self.stages is not None:
             stages = xr.Dataset({name: (("chain", "stage"), value.numpy()) for name, value in self.stages.items()})
             idata.add_groups({"smc_stages": stages}, warn_on_custom_groups=False)
@@ -190,9 +226,10 @@ class LevelSetPosterior:
             attrs["log_evidence"] = self.stats["log_evidence"]
         return attrs
 
-    def _require_traces(self, what: str) -> None:
+    def _require_traces(self, what: str) -> dict[str, torch.Tensor]:
         if self.traces is None:
             raise ValueError(f"{what} needs traces; a resampled posterior keeps final states only")
+        return self.traces
 
 
 def _finite_or_none(value: float):

@@ -26,8 +26,9 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -77,13 +78,16 @@ def check_writable(out: str | Path, overwrite: bool) -> Path:
         if not absolute.is_dir() or absolute.is_symlink():
             raise UserInputError(f"{out} exists and is not a directory; it is not replaced")
         if not is_run_directory(absolute):
-            raise UserInputError(f"{out} is not a pplevelset run directory (no {MARKER}); --overwrite replaces "
-                                 "only previous runs, so choose another --out")
+            raise UserInputError(
+                f"{out} is not a pplevelset run directory (no {MARKER}); --overwrite replaces "
+                "only previous runs, so choose another --out"
+            )
     return out
 
 
 # -- renames that never replace unchecked -----------------------------------------------------
 _RENAME_NOREPLACE, _RENAME_EXCHANGE, _AT_FDCWD = 1, 2, -100
+_renameat2: Any
 try:
     _renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
 except (OSError, AttributeError):  # not Linux, or glibc < 2.28
@@ -143,7 +147,7 @@ class Staging:
         return self.folder / RESULT
 
     @classmethod
-    def create(cls, out: str | Path, overwrite: bool, job: dict | None = None) -> "Staging":
+    def create(cls, out: str | Path, overwrite: bool, job: dict | None = None) -> Staging:
         """Check ``out``, then make and lock its staging folder, before any work."""
         check_writable(out, overwrite)
         absolute = _name_of(Path(out))
@@ -153,15 +157,17 @@ class Staging:
             if not absolute.parent.is_dir():
                 raise NotADirectoryError(errno.ENOTDIR, "not a directory")
         except OSError as exc:
-            raise UserInputError(f"cannot write the run next to {out}: {exc.strerror or exc} "
-                                 f"({absolute.parent})") from None
+            raise UserInputError(
+                f"cannot write the run next to {out}: {exc.strerror or exc} ({absolute.parent})"
+            ) from None
         try:
             os.mkdir(folder)
         except FileExistsError:
             raise UserInputError(cls._busy_or_left(folder, out)) from None
         except OSError as exc:
-            raise UserInputError(f"cannot write the run next to {out}: {exc.strerror or exc} "
-                                 f"({absolute.parent})") from None
+            raise UserInputError(
+                f"cannot write the run next to {out}: {exc.strerror or exc} ({absolute.parent})"
+            ) from None
         staging = cls(folder, absolute, str(out))
         try:
             os.chmod(folder, 0o777 & ~umask())
@@ -174,17 +180,23 @@ class Staging:
         return staging
 
     @classmethod
-    def open(cls, folder: str | Path) -> tuple["Staging", dict]:
+    def open(cls, folder: str | Path) -> tuple[Staging, dict]:
         """The staging folder of an interrupted run (or its ``--out``), locked, and its job."""
         folder = Path(folder)
-        if not (folder / JOB).is_file() and Path(str(folder).rstrip("/") + PARTIAL, ).is_dir():
+        if (
+            not (folder / JOB).is_file()
+            and Path(
+                str(folder).rstrip("/") + PARTIAL,
+            ).is_dir()
+        ):
             folder = Path(str(folder).rstrip("/") + PARTIAL)
         try:
             job = json.loads((folder / JOB).read_text())
             out, shown = Path(job["out"]), str(job["shown"])
         except (OSError, ValueError, KeyError, TypeError):
-            raise UserInputError(f"{folder} is not the folder of an interrupted pplevelset run ({JOB} is "
-                                 "missing or unreadable)") from None
+            raise UserInputError(
+                f"{folder} is not the folder of an interrupted pplevelset run ({JOB} is missing or unreadable)"
+            ) from None
         staging = cls(folder, out, shown)
         if not staging._acquire():
             raise UserInputError(cls._busy_or_left(folder, shown))
@@ -195,8 +207,10 @@ class Staging:
         pid = _lock_holder(folder)
         if pid is not None:
             return f"another pplevelset run (pid {pid}) is writing {out}; wait for it or choose another --out"
-        return (f"{folder} is left from an interrupted run; continue it with "
-                f"`pplevelset sample --resume {folder}` or delete it")
+        return (
+            f"{folder} is left from an interrupted run; continue it with "
+            f"`pplevelset sample --resume {folder}` or delete it"
+        )
 
     def _acquire(self) -> bool:
         fd = os.open(self.folder / LOCK, os.O_RDWR | os.O_CREAT, 0o666 & ~umask())
@@ -236,8 +250,11 @@ class Staging:
             shutil.rmtree(self.result, ignore_errors=True)  # the previous run, swapped out
             return
         kept = self._set_aside()
-        why = ("is not a pplevelset run directory, so --overwrite does not replace it" if overwrite else
-               "appeared while this run was working and is not replaced without --overwrite")
+        why = (
+            "is not a pplevelset run directory, so --overwrite does not replace it"
+            if overwrite
+            else "appeared while this run was working and is not replaced without --overwrite"
+        )
         raise UserInputError(f"{self.shown} {why}; the result is in {kept}/")
 
     def _set_aside(self) -> Path:
@@ -315,9 +332,17 @@ def save_run(posterior, out: str | Path, keep: int = 64, seed: int = 0, overwrit
 
 
 # -- a whole run: staging, checkpoints, signals, publish ---------------------------------------
-def sample_to_directory(config, out: str | Path, *, world_spec: str, overwrite: bool = False, keep: int = 64,
-                        every_steps: int | None = None, every_seconds: float | None = 60.0,
-                        staging: Staging | None = None) -> dict:
+def sample_to_directory(
+    config,
+    out: str | Path,
+    *,
+    world_spec: str,
+    overwrite: bool = False,
+    keep: int = 64,
+    every_steps: int | None = None,
+    every_seconds: float | None = 60.0,
+    staging: Staging | None = None,
+) -> dict:
     """Run ``config`` into the run directory ``out``; see the module docstring for the guarantees.
 
     rwmh and ensemble runs save a checkpoint into the staging folder every ``every_steps`` steps
@@ -333,8 +358,14 @@ def sample_to_directory(config, out: str | Path, *, world_spec: str, overwrite: 
     check_keep(keep)
     resumable = config.kernel in RESUMABLE_KERNELS
     resuming = staging is not None
-    job = {"world": world_spec, "target": config.target_spec, "keep": keep, "every_steps": every_steps,
-           "every_seconds": every_seconds, "settings": {**config.settings(), "step_size": config.step_size}}
+    job = {
+        "world": world_spec,
+        "target": config.target_spec,
+        "keep": keep,
+        "every_steps": every_steps,
+        "every_seconds": every_seconds,
+        "settings": {**config.settings(), "step_size": config.step_size},
+    }
     with stop_on_signals(deferred=resumable) as stop:
         staging = staging or Staging.create(out, overwrite, job)
         keep_folder = False
@@ -342,8 +373,9 @@ def sample_to_directory(config, out: str | Path, *, world_spec: str, overwrite: 
             checkpoints = None
             if resumable:
                 has_checkpoint = (staging.folder / CHECKPOINT).is_file()
-                checkpoints = make_checkpoints(config, staging.folder, every_steps, every_seconds,
-                                               resume=resuming and has_checkpoint)
+                checkpoints = make_checkpoints(
+                    config, staging.folder, every_steps, every_seconds, resume=resuming and has_checkpoint
+                )
                 checkpoints.stop = stop
             posterior = run(config, checkpoints)
             stop.deferred = True  # from here a signal lets the result finish writing first
@@ -353,8 +385,10 @@ def sample_to_directory(config, out: str | Path, *, world_spec: str, overwrite: 
             if resumable and (staging.folder / CHECKPOINT).is_file():
                 keep_folder = True
                 done = f"stopped at step {exc.step} of {exc.total}" if exc.step is not None else "stopped"
-                exc.message = (f"{_said(exc.signum)}: {done}; the checkpoint is in {staging.folder}/; "
-                               f"continue with: pplevelset sample --resume {staging.folder}")
+                exc.message = (
+                    f"{_said(exc.signum)}: {done}; the checkpoint is in {staging.folder}/; "
+                    f"continue with: pplevelset sample --resume {staging.folder}"
+                )
             else:
                 why = "" if resumable else f" (the {config.kernel} kernel cannot resume)"
                 exc.message = f"{_said(exc.signum)}: stopped{why}; nothing was written"
@@ -365,28 +399,44 @@ def sample_to_directory(config, out: str | Path, *, world_spec: str, overwrite: 
             else:
                 staging.remove()
     if stop.requested is not None:
-        raise RunInterrupted(f"{_said(stop.requested)} while writing the result; it was completed first: "
-                             f"wrote {staging.shown}/", stop.requested)
+        raise RunInterrupted(
+            f"{_said(stop.requested)} while writing the result; it was completed first: wrote {staging.shown}/",
+            stop.requested,
+        )
     return summary
 
 
 def _said(signum: int) -> str:
-    return {signal.SIGINT: "interrupted (SIGINT)", signal.SIGTERM: "terminated (SIGTERM)"}.get(signum, "stopped")
+    names = {int(signal.SIGINT): "interrupted (SIGINT)", int(signal.SIGTERM): "terminated (SIGTERM)"}
+    return names.get(signum, "stopped")
 
 
 def open_interrupted(folder: str | Path):
     """``(staging, job, config)`` of the interrupted run in ``folder`` (its ``<out>.partial``, or
     its ``--out``), locked, with the configuration rebuilt and checked as a new run's would be."""
     from pplevelset.infer.config import RunConfig, SMCOptions
+    from pplevelset.model import DEFAULT_SIGMA
 
     staging, job = Staging.open(folder)
     try:
         settings = job["settings"]
         smc = SMCOptions(settings.get("populations", 4), settings.get("moves", 10), settings.get("target_ess", 0.5))
-        config = RunConfig.build(job["world"], job["target"], alpha=settings["alpha"], kernel=settings["kernel"],
-                                 num_particles=settings["num_particles"], warmup=settings["warmup"] or 0,
-                                 steps=settings["steps"] or 1, thin=settings["thin"], seed=settings["seed"],
-                                 device=settings["device"], step_size=settings.get("step_size"), smc=smc)
+        config = RunConfig.build(
+            job["world"],
+            job["target"],
+            alpha=settings["alpha"],
+            kernel=settings["kernel"],
+            num_particles=settings["num_particles"],
+            warmup=settings["warmup"] or 0,
+            steps=settings["steps"] or 1,
+            thin=settings["thin"],
+            seed=settings["seed"],
+            device=settings["device"],
+            step_size=settings.get("step_size"),
+            smc=smc,
+            likelihood=settings.get("likelihood", "dirichlet"),
+            sigma=settings.get("sigma", DEFAULT_SIGMA),
+        )
         if job.get("overwrite") is not True:
             check_writable(staging.out, False)
     except (KeyError, TypeError):
@@ -406,8 +456,7 @@ def traces_from_arviz(idata: az.InferenceData) -> tuple[dict, dict]:
         traces["log_likelihood"] = idata.log_likelihood["target"].values
     warmup = {}
     if "warmup_sample_stats" in idata.groups():
-        warmup = {name: idata.warmup_sample_stats[name].values
-                  for name in idata.warmup_sample_stats.data_vars}
+        warmup = {name: idata.warmup_sample_stats[name].values for name in idata.warmup_sample_stats.data_vars}
     return traces, warmup
 
 
@@ -417,8 +466,12 @@ def smc_report(stages: dict) -> str:
     for population in range(stages["beta"].shape[0]):
         beta = stages["beta"][population]
         used = int(np.argmax(beta >= 1.0)) + 1 if (beta >= 1.0).any() else beta.size
-        cells = [f"{b:.3g}: {e:.0f}, {a:.2f}" for b, e, a in
-                 zip(beta[:used], stages["ess"][population][:used], stages["acceptance_rate"][population][:used])]
+        cells = [
+            f"{b:.3g}: {e:.0f}, {a:.2f}"
+            for b, e, a in zip(
+                beta[:used], stages["ess"][population][:used], stages["acceptance_rate"][population][:used]
+            )
+        ]
         lines.append(f"  population {population}: {used} temperatures | " + " | ".join(cells))
     return "\n".join(lines)
 
@@ -440,13 +493,15 @@ def diagnose_run(run_dir) -> str:
         summary = json.loads((run_dir / "summary.json").read_text())
         idata = az.from_netcdf(str(run_dir / "posterior.nc"))
     except Exception as exc:
-        raise UserInputError(f"cannot read the run in {run_dir}: {type(exc).__name__}: "
-                             f"{(str(exc).strip().splitlines() or [''])[0]}") from None
+        raise UserInputError(
+            f"cannot read the run in {run_dir}: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+        ) from None
     try:
         headline = format_summary(summary)
     except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
-        raise UserInputError(f"{run_dir}/summary.json is not a run summary ({type(exc).__name__}: {exc}); "
-                             "it may be damaged") from None
+        raise UserInputError(
+            f"{run_dir}/summary.json is not a run summary ({type(exc).__name__}: {exc}); it may be damaged"
+        ) from None
     try:
         traces, warmup = traces_from_arviz(idata)
         table = az.summary(idata, var_names=["z"], kind="all", round_to=3)
@@ -465,16 +520,18 @@ def diagnose_run(run_dir) -> str:
         warmup_accept = None
         if "warmup_sample_stats" in idata.groups():
             stats = idata.warmup_sample_stats
-            warmup_accept = float(stats["acceptance_rate"][:, -max(1, stats.sizes["draw"] // 10):].mean())
+            warmup_accept = float(stats["acceptance_rate"][:, -max(1, stats.sizes["draw"] // 10) :].mean())
     except Exception as exc:
         plt.close("all")
-        raise UserInputError(f"{run_dir}/posterior.nc is not a run's InferenceData ({type(exc).__name__}: "
-                             f"{(str(exc).strip().splitlines() or [''])[0]}); it may be damaged") from None
+        raise UserInputError(
+            f"{run_dir}/posterior.nc is not a run's InferenceData ({type(exc).__name__}: "
+            f"{(str(exc).strip().splitlines() or [''])[0]}); it may be damaged"
+        ) from None
     save_figure(trace, run_dir / "trace.png")
     save_figure(rank, run_dir / "rank.png")
     plt.close("all")
 
-    layout = ("populations as chains, their final particles as draws" if smc else "particles as chains, steps as draws")
+    layout = "populations as chains, their final particles as draws" if smc else "particles as chains, steps as draws"
     lines = [headline, "", f"ArviZ summary of z ({chains} chains x {draws} draws: {layout}):", table.to_string(), ""]
     if verdict.message != summary.get("burn_in"):
         lines.append(verdict.message)
@@ -493,10 +550,14 @@ def format_summary(s: dict) -> str:
     target = ", ".join(f"{c} {p:.3g}" for c, p in zip(s["classes"], s["target"]))
     mean = ", ".join(f"{c} {p:.3f}" for c, p in s["mean_prediction"].items())
     conf = s["confidence"]
-    schedule = (f"{s['num_temperatures']} temperatures x {s['moves']} moves, {s['populations']} populations"
-                if s["kernel"] == "smc" else f"{s['warmup']} warm-up + {s['steps']} steps")
+    schedule = (
+        f"{s['num_temperatures']} temperatures x {s['moves']} moves, {s['populations']} populations"
+        if s["kernel"] == "smc"
+        else f"{s['warmup']} warm-up + {s['steps']} steps"
+    )
+    noise = f"Normal likelihood, sigma {s['sigma']:g}" if s.get("likelihood") == "normal" else f"alpha {s['alpha']:g}"
     lines = [
-        f"{s['world']}: target {s['target_spec']} ({target}), alpha {s['alpha']:g}, {s['kernel']}, "
+        f"{s['world']}: target {s['target_spec']} ({target}), {noise}, {s['kernel']}, "
         f"{s['num_particles']} particles, {schedule}, {s['elapsed_s']:.1f} s",
         f"Delta {s['delta']:.4f} over {s['keep']} resampled states; mean prediction {mean}",
         f"confidence in the target's top class: mean {conf['mean']:.3f}, min {conf['min']:.3f}, max {conf['max']:.3f}",
@@ -510,6 +571,8 @@ def format_summary(s: dict) -> str:
         lines.append(s["burn_in"])
         lines.extend(f"warning: {text}" for text in s.get("warnings", []))
     if "log_evidence" in s:
-        lines.append(f"log evidence log p(target) = {s['log_evidence']:.4f} "
-                     f"(populations: {', '.join(f'{v:.3f}' for v in s['log_evidence_per_population'])})")
+        lines.append(
+            f"log evidence log p(target) = {s['log_evidence']:.4f} "
+            f"(populations: {', '.join(f'{v:.3f}' for v in s['log_evidence_per_population'])})"
+        )
     return "\n".join(lines)

@@ -23,7 +23,13 @@ def test_sample_and_diagnose_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
     code, stdout, stderr = run(["sample", "toy", "--target", "a=0.6", "--out", str(out), *SMALL], capsys)
     assert code == 0, stderr
-    assert {p.name for p in out.iterdir()} == {"summary.json", "posterior.nc", "samples.png", "trace.png", ".pplevelset-run"}
+    assert {p.name for p in out.iterdir()} == {
+        "summary.json",
+        "posterior.nc",
+        "samples.png",
+        "trace.png",
+        ".pplevelset-run",
+    }
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world"] == "toy" and summary["num_particles"] == 60 and summary["keep"] == 16
     assert summary["target"] == pytest.approx([0.6, 0.2, 0.2])
@@ -40,8 +46,9 @@ def test_overwrite_replaces_an_existing_run(tmp_path, capsys):
     out = tmp_path / "run"
     assert run(["sample", "toy", "--target", "ambiguous", "--out", str(out), *SMALL], capsys)[0] == 0
     first = (out / "summary.json").read_text()
-    code, _, stderr = run(["sample", "toy", "--target", "ambiguous", "--out", str(out), "--seed", "1",
-                           "--overwrite", *SMALL], capsys)
+    code, _, stderr = run(
+        ["sample", "toy", "--target", "ambiguous", "--out", str(out), "--seed", "1", "--overwrite", *SMALL], capsys
+    )
     assert code == 0, stderr
     assert json.loads((out / "summary.json").read_text())["seed"] == 1 != json.loads(first)["seed"]
 
@@ -52,23 +59,26 @@ def test_worlds_lists_toy(capsys):
     assert any(line.split()[:2] == ["toy", "2"] for line in stdout.splitlines())
 
 
-@pytest.mark.parametrize("args, message", [
-    (["sample", "toy", "--target", "0.5,0.5"], "3 classes"),
-    (["sample", "toy", "--target", "0,0.5,0.5"], "must be > 0"),
-    (["sample", "toy", "--target=-0.2,0.6,0.6"], "must be > 0"),
-    (["sample", "toy", "--target", "nan,0.5,0.5"], "finite"),
-    (["sample", "toy", "--target", "0.3,0.3,0.3"], "sums to"),
-    (["sample", "toy", "--target", "dog=0.5"], "unknown class"),
-    (["sample", "no-such-world", "--target", "ambiguous"], "unknown world"),
-    (["sample", "toy", "--target", "ambiguous", "--alpha", "0"], "alpha"),
-    (["sample", "toy", "--target", "ambiguous", "--alpha", "-3"], "alpha"),
-    (["sample", "toy", "--target", "ambiguous", "--particles", "0"], "particles"),
-    (["sample", "toy", "--target", "ambiguous", "--steps", "0"], "steps"),
-    (["sample", "toy", "--target", "ambiguous", "--kernel", "gibbs"], "kernel"),
-    (["sample", "toy", "--target", "ambiguous", "--particles", "many"], "not an integer"),
-    (["sample", "toy"], "--target"),
-    (["diagnose", "/nonexistent/run"], "not a run directory"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["sample", "toy", "--target", "0.5,0.5"], "3 classes"),
+        (["sample", "toy", "--target", "0,0.5,0.5"], "must be > 0"),
+        (["sample", "toy", "--target=-0.2,0.6,0.6"], "must be > 0"),
+        (["sample", "toy", "--target", "nan,0.5,0.5"], "finite"),
+        (["sample", "toy", "--target", "0.3,0.3,0.3"], "sums to"),
+        (["sample", "toy", "--target", "dog=0.5"], "unknown class"),
+        (["sample", "no-such-world", "--target", "ambiguous"], "unknown world"),
+        (["sample", "toy", "--target", "ambiguous", "--alpha", "0"], "alpha"),
+        (["sample", "toy", "--target", "ambiguous", "--alpha", "-3"], "alpha"),
+        (["sample", "toy", "--target", "ambiguous", "--particles", "0"], "particles"),
+        (["sample", "toy", "--target", "ambiguous", "--steps", "0"], "steps"),
+        (["sample", "toy", "--target", "ambiguous", "--kernel", "gibbs"], "kernel"),
+        (["sample", "toy", "--target", "ambiguous", "--particles", "many"], "not an integer"),
+        (["sample", "toy"], "--target"),
+        (["diagnose", "/nonexistent/run"], "not a run directory"),
+    ],
+)
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "never"
     code, stdout, stderr = run([*args, "--out", str(out)] if args[0] == "sample" else args, capsys)
@@ -96,16 +106,19 @@ def test_nuts_on_a_non_differentiable_world_is_refused(tmp_path, capsys, monkeyp
         differentiable = False
 
     register("frozen-toy", Frozen, overwrite=True)
-    code, _, stderr = run(["sample", "frozen-toy", "--target", "ambiguous", "--kernel", "nuts",
-                           "--out", str(tmp_path / "x"), *SMALL], capsys)
+    code, _, stderr = run(
+        ["sample", "frozen-toy", "--target", "ambiguous", "--kernel", "nuts", "--out", str(tmp_path / "x"), *SMALL],
+        capsys,
+    )
     assert code == 2 and "'frozen-toy' is not differentiable" in stderr and "--kernel rwmh" in stderr
     assert not list(tmp_path.iterdir())
 
 
 def test_cuda_where_there_is_none(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    code, _, stderr = run(["sample", "toy", "--target", "ambiguous", "--device", "cuda",
-                           "--out", str(tmp_path / "x"), *SMALL], capsys)
+    code, _, stderr = run(
+        ["sample", "toy", "--target", "ambiguous", "--device", "cuda", "--out", str(tmp_path / "x"), *SMALL], capsys
+    )
     assert code == 2 and "CUDA is not available" in stderr
     assert not list(tmp_path.iterdir())
 
@@ -113,8 +126,12 @@ def test_cuda_where_there_is_none(tmp_path, capsys, monkeypatch):
 def test_console_script_reports_bad_input_without_traceback(tmp_path):
     """The installed entry point, in a real process."""
     script = os.path.join(os.path.dirname(sys.executable), "pplevelset")
-    result = subprocess.run([script, "sample", "toy", "--target", "0.9,0.9,0.9", "--out", str(tmp_path / "x")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [script, "sample", "toy", "--target", "0.9,0.9,0.9", "--out", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("pplevelset: error:") and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -140,7 +157,8 @@ def test_nuts_on_a_world_that_silently_has_no_gradients_is_refused():
 
 def test_a_world_from_the_users_own_module(tmp_path, capsys, monkeypatch):
     (tmp_path / "my_worlds.py").write_text(
-        "from pplevelset.worlds.toy import ToyWorld\n\nclass Mine(ToyWorld):\n    name = 'mine'\n")
+        "from pplevelset.worlds.toy import ToyWorld\n\nclass Mine(ToyWorld):\n    name = 'mine'\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "run"
     code, stdout, stderr = run(["sample", "my_worlds:Mine", "--target", "ambiguous", "--out", str(out), *SMALL], capsys)

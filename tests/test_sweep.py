@@ -45,6 +45,7 @@ def one_thread(single_torch_thread):
 
 # -- the grammar ---------------------------------------------------------------------------------
 
+
 def test_graded_family_runs_from_floor_to_one_minus_floor():
     targets = expand_targets("graded:house", ["house", "rocket"])
     assert len(targets) == 11
@@ -58,13 +59,17 @@ def test_graded_family_runs_from_floor_to_one_minus_floor():
 
 def test_graded_one_class_spreads_the_rest_and_two_classes_keep_a_floor():
     one = expand_targets("graded:3", DIGITS)
-    assert float(one[4].vector[3]) == pytest.approx(0.4) and torch.allclose(one[4].vector[[0, 9]], torch.tensor(0.6 / 9))
+    assert float(one[4].vector[3]) == pytest.approx(0.4) and torch.allclose(
+        one[4].vector[[0, 9]], torch.tensor(0.6 / 9)
+    )
     two = expand_targets("graded:1,7", DIGITS)
     assert len(two) == 11
     others = [k for k in range(10) if k not in (1, 7)]
     for target in two:
         assert torch.allclose(target.vector[others], torch.tensor(FAMILY_FLOOR), atol=1e-7)
-    assert float(two[0].vector[1]) == pytest.approx(FAMILY_FLOOR) and float(two[-1].vector[7]) == pytest.approx(FAMILY_FLOOR)
+    assert float(two[0].vector[1]) == pytest.approx(FAMILY_FLOOR) and float(two[-1].vector[7]) == pytest.approx(
+        FAMILY_FLOOR
+    )
     assert two[5].params == {"class": "1", "other": "7", "level": 0.5, "value": pytest.approx(0.496)}
 
 
@@ -87,12 +92,20 @@ def test_a_target_file_and_lists(tmp_path):
     assert len(expand_targets(["pairs", "a=0.5"], ["a", "b", "c"])) == 4
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("graded", "graded needs a class"), ("graded:zz", "unknown class 'zz'"), ("graded:a,a", "must differ"),
-    ("graded:a,b,c", "graded:A or graded:A,B"), ("graded:", "graded:A or graded:A,B"),
-    ("pairs:3", "unknown target family"), ("corners=1", "unknown class"), ("file:/no/such/file.txt", "does not exist"),
-    ("a=2", "every entry must be > 0"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("graded", "graded needs a class"),
+        ("graded:zz", "unknown class 'zz'"),
+        ("graded:a,a", "must differ"),
+        ("graded:a,b,c", "graded:A or graded:A,B"),
+        ("graded:", "graded:A or graded:A,B"),
+        ("pairs:3", "unknown target family"),
+        ("corners=1", "unknown class"),
+        ("file:/no/such/file.txt", "does not exist"),
+        ("a=2", "every entry must be > 0"),
+    ],
+)
 def test_bad_families_are_one_line_user_errors(spec, message):
     with pytest.raises(UserInputError, match=message) as info:
         expand_targets(spec, ["a", "b", "c"])
@@ -111,14 +124,24 @@ def test_a_bad_line_in_a_target_file_names_its_line(tmp_path):
 
 # -- one batch, many targets: each group against its own exact posterior ---------------------------
 
+
 def exact_check(post, spec, scale=1.0, alpha=ALPHA):
     target = pls.parse_target(spec, post.world.classes)
     return np.abs(z_scores(post, post.world, target, alpha, [AXIS, AXIS])) / scale
 
 
 def test_rwmh_sweep_each_group_matches_its_own_exact_posterior(toy):
-    result = sweep(toy, TARGETS, particles_per_target=3000, kernel="rwmh", alpha=ALPHA, warmup=250, steps=50,
-                   seed=1, progress=False)
+    result = sweep(
+        toy,
+        TARGETS,
+        particles_per_target=3000,
+        kernel="rwmh",
+        alpha=ALPHA,
+        warmup=250,
+        steps=50,
+        seed=1,
+        progress=False,
+    )
     assert [post.settings["target"] for post in result] == TARGETS
     for k, post in enumerate(result):
         assert len(post) == 3000
@@ -149,15 +172,25 @@ def test_grouped_ensemble_steps_leave_each_groups_exact_posterior_invariant(toy)
     assert float(info.acceptance_prob.mean()) > 0.1
     for k, spec in enumerate(TARGETS):
         rows = slice(k * n, (k + 1) * n)
-        post = pls.LevelSetPosterior(toy, pls.parse_target(spec, toy.classes), {}, state.z_unconstrained[rows],
-                                     state.predictions[rows])
+        post = pls.LevelSetPosterior(
+            toy, pls.parse_target(spec, toy.classes), {}, state.z_unconstrained[rows], state.predictions[rows]
+        )
         assert np.all(exact_check(post, spec) < Z_LIMIT), (spec, exact_check(post, spec))
         assert exact_check(post, TARGETS[(k + 1) % 3]).max() > 3 * Z_LIMIT
 
 
 def test_ensemble_sweep_from_the_prior_matches_each_exact_posterior(toy):
-    result = sweep(toy, TARGETS, particles_per_target=1000, kernel="ensemble", alpha=ALPHA, warmup=120, steps=10,
-                   seed=2, progress=False)
+    result = sweep(
+        toy,
+        TARGETS,
+        particles_per_target=1000,
+        kernel="ensemble",
+        alpha=ALPHA,
+        warmup=120,
+        steps=10,
+        seed=2,
+        progress=False,
+    )
     for k, post in enumerate(result):
         assert np.all(exact_check(post, TARGETS[k]) < Z_LIMIT), (TARGETS[k], exact_check(post, TARGETS[k]))
 
@@ -168,19 +201,22 @@ def test_smc_sweep_each_group_matches_its_posterior_and_evidence(toy):
         assert post.chains == "populations" and post.traces["z"].shape[:2] == (4, 500)
         assert np.all(exact_check(post, TARGETS[k], scale=2.0) < Z_LIMIT), (TARGETS[k], exact_check(post, TARGETS[k]))
         assert exact_check(post, TARGETS[(k + 1) % 3], scale=2.0).max() > 3 * Z_LIMIT
-        _, _, log_z = grid_posterior(toy, pls.parse_target(TARGETS[k], toy.classes), ALPHA, [AXIS, AXIS],
-                                     evidence=True)
+        _, _, log_z = grid_posterior(toy, pls.parse_target(TARGETS[k], toy.classes), ALPHA, [AXIS, AXIS], evidence=True)
         assert abs(post.stats["log_evidence"] - log_z) < 0.15, (TARGETS[k], post.stats["log_evidence"], log_z)
-        assert post.stages["beta"][:, -1].eq(1.0).all() and post.stats["num_temperatures"] == post.stages["beta"].shape[1]
+        assert (
+            post.stages["beta"][:, -1].eq(1.0).all() and post.stats["num_temperatures"] == post.stages["beta"].shape[1]
+        )
 
 
 @pytest.mark.parametrize("kernel", ["rwmh", "smc"])
 def test_one_target_sweep_is_the_single_run_bit_for_bit(toy, kernel):
     """A sweep reuses the kernels: with one target it is exactly ``pls.sample``."""
-    single = pls.sample(toy, "a=0.6", alpha=10, num_particles=40, warmup=30, steps=10, kernel=kernel, seed=4,
-                        progress=False)
-    swept = sweep(toy, "a=0.6", particles_per_target=40, alpha=10, warmup=30, steps=10, kernel=kernel, seed=4,
-                  progress=False)[0]
+    single = pls.sample(
+        toy, "a=0.6", alpha=10, num_particles=40, warmup=30, steps=10, kernel=kernel, seed=4, progress=False
+    )
+    swept = sweep(
+        toy, "a=0.6", particles_per_target=40, alpha=10, warmup=30, steps=10, kernel=kernel, seed=4, progress=False
+    )[0]
     assert torch.equal(single.z, swept.z) and torch.equal(single.predictions(), swept.predictions())
     assert single.settings == swept.settings
 
@@ -206,7 +242,8 @@ def test_sweep_posteriors_have_everything_a_single_run_has(toy):
     assert summary["batch"]["targets"] == 3 and summary["batch"]["particles"] == 36
     idata = post.to_arviz()
     assert idata.posterior.sizes["chain"] == 12 and idata.observed_data["target"].values.tolist() == pytest.approx(
-        post.target.tolist())
+        post.target.tolist()
+    )
     assert len(post.resample(5)) == 5
 
 
@@ -233,13 +270,29 @@ def test_local_sweep_writes_items_index_and_figures_and_resumes(tmp_path, monkey
         assert (out / name).is_file(), name
     index = json.loads((out / "sweep.json").read_text())["items"]
     row = index[0]
-    for key in ("world", "target", "target_spec", "kernel", "seed", "delta", "mean_prediction", "confidence",
-                "hits_tv_0.1", "rhat_max", "status", "run_dir"):
+    for key in (
+        "world",
+        "target",
+        "target_spec",
+        "kernel",
+        "seed",
+        "delta",
+        "mean_prediction",
+        "confidence",
+        "hits_tv_0.1",
+        "rhat_max",
+        "status",
+        "run_dir",
+    ):
         assert key in row, key
     summary = json.loads((out / row["run_dir"] / "summary.json").read_text())
     assert summary["delta"] == row["delta"] and summary["target_spec"] == row["target_spec"] == "a=0.3"
-    assert {p.name for p in (out / row["run_dir"]).iterdir()} >= {"summary.json", "posterior.nc", "samples.png",
-                                                                   "trace.png"}
+    assert {p.name for p in (out / row["run_dir"]).iterdir()} >= {
+        "summary.json",
+        "posterior.nc",
+        "samples.png",
+        "trace.png",
+    }
     assert (out / "sweep.csv").read_text().count("\n") == 5
 
     # resume: nothing left to run
@@ -280,10 +333,24 @@ def fake_rows(family, targets, classes, params):
     rows = []
     for target, param in zip(targets, params):
         vector = pls.parse_target(target, classes)
-        rows.append({"world": "w", "family": family, "family_params": param, "seed": 0, "kernel": "rwmh",
-                     "status": "done", "classes": list(classes), "target": vector.tolist(), "target_spec": target,
-                     "mean_prediction": dict(zip(classes, vector.tolist())), "delta": 0.05, "hits_tv_0.1": 3,
-                     "num_particles": 10, "log_evidence": -1.0})
+        rows.append(
+            {
+                "world": "w",
+                "family": family,
+                "family_params": param,
+                "seed": 0,
+                "kernel": "rwmh",
+                "status": "done",
+                "classes": list(classes),
+                "target": vector.tolist(),
+                "target_spec": target,
+                "mean_prediction": dict(zip(classes, vector.tolist())),
+                "delta": 0.05,
+                "hits_tv_0.1": 3,
+                "num_particles": 10,
+                "log_evidence": -1.0,
+            }
+        )
     return rows
 
 
@@ -292,17 +359,20 @@ def test_graded_and_pairs_figures_from_index_rows(tmp_path):
 
     graded = expand_targets("graded:a", ["a", "b", "c"])
     pairs = expand_targets("pairs", ["a", "b", "c"])
-    rows = (fake_rows("graded:a", [t.spec for t in graded], ["a", "b", "c"], [t.params for t in graded])
-            + fake_rows("pairs", [t.spec for t in pairs], ["a", "b", "c"], [t.params for t in pairs]))
+    rows = fake_rows("graded:a", [t.spec for t in graded], ["a", "b", "c"], [t.params for t in graded]) + fake_rows(
+        "pairs", [t.spec for t in pairs], ["a", "b", "c"], [t.params for t in pairs]
+    )
     written = write_figures(tmp_path, [dict(row, world="nowhere-world") for row in rows])  # no samples grid
     assert {path.name for path in written} == {"graded.png", "pairs.png"}
 
 
 def test_toml_spec_worlds_targets_seeds(tmp_path, capsys):
     spec = tmp_path / "audit.toml"
-    spec.write_text('worlds = ["toy"]\ntargets = ["a=0.7", "ambiguous"]\nseeds = [0, 1]\n'
-                    'particles_per_target = 12\nwarmup = 10\nsteps = 5\nkeep = 4\n'
-                    f'out = "{tmp_path / "from-spec"}"\n')
+    spec.write_text(
+        'worlds = ["toy"]\ntargets = ["a=0.7", "ambiguous"]\nseeds = [0, 1]\n'
+        "particles_per_target = 12\nwarmup = 10\nsteps = 5\nkeep = 4\n"
+        f'out = "{tmp_path / "from-spec"}"\n'
+    )
     assert read_spec(spec)["seeds"] == [0, 1]
     assert main(["sweep", str(spec), "--quiet"]) == 0
     index = json.loads((tmp_path / "from-spec" / "sweep.json").read_text())["items"]
@@ -313,21 +383,46 @@ def test_toml_spec_worlds_targets_seeds(tmp_path, capsys):
 
 def test_cli_sweep_end_to_end(tmp_path, capsys):
     out = tmp_path / "g"
-    assert main(["sweep", "toy", "--targets", "corners", "--particles-per-target", "10", "--warmup", "10",
-                 "--steps", "5", "--keep", "4", "--kernel", "ensemble", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "toy",
+                "--targets",
+                "corners",
+                "--particles-per-target",
+                "10",
+                "--warmup",
+                "10",
+                "--steps",
+                "5",
+                "--keep",
+                "4",
+                "--kernel",
+                "ensemble",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "3 of 3 items done" in capsys.readouterr().out
     assert (out / "samples.png").is_file() and len(json.loads((out / "sweep.json").read_text())["items"]) == 3
 
 
-@pytest.mark.parametrize("args, message", [
-    (["sweep", "toy", "--targets", "graded:zz"], "unknown class 'zz'"),
-    (["sweep", "toy", "--targets", "pairs", "--kernel", "nuts"], "cannot run a sweep"),
-    (["sweep", "toy"], "needs --targets"),
-    (["sweep", "nope", "--targets", "pairs"], "unknown world"),
-    (["sweep", "toy", "--targets", "pairs", "--backend", "spark"], "unknown backend"),
-    (["sweep", "toy", "--targets", "pairs", "--seeds", "1,x"], "--seeds"),
-    (["sweep", "missing.toml"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["sweep", "toy", "--targets", "graded:zz"], "unknown class 'zz'"),
+        (["sweep", "toy", "--targets", "pairs", "--kernel", "nuts"], "cannot run a sweep"),
+        (["sweep", "toy"], "needs --targets"),
+        (["sweep", "nope", "--targets", "pairs"], "unknown world"),
+        (["sweep", "toy", "--targets", "pairs", "--backend", "spark"], "unknown backend"),
+        (["sweep", "toy", "--targets", "pairs", "--seeds", "1,x"], "--seeds"),
+        (["sweep", "missing.toml"], "does not exist"),
+    ],
+)
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     assert main(args) == 2

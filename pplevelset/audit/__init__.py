@@ -7,8 +7,16 @@ Modules: ``batched`` (the batched multi-target sampler), ``plan`` (items, chunks
 Imported lazily, so the command line starts fast.
 """
 
-_EXPORTS = {"sweep": "batched", "SweepResult": "batched", "run_batch": "batched", "execute": "execute",
-            "build_plan": "plan", "read_spec": "plan", "SweepPlan": "plan", "SweepSettings": "plan"}
+_EXPORTS = {
+    "sweep": "batched",
+    "SweepResult": "batched",
+    "run_batch": "batched",
+    "execute": "execute",
+    "build_plan": "plan",
+    "read_spec": "plan",
+    "SweepPlan": "plan",
+    "SweepSettings": "plan",
+}
 
 
 def __getattr__(name):

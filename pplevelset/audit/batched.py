@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -31,7 +31,7 @@ from pplevelset.infer.config import DEFAULT_KERNEL, RunConfig, SMCOptions
 from pplevelset.infer.draws import Draws
 from pplevelset.infer.driver import to_posterior
 from pplevelset.infer.mcmc import initial_positions, run_mcmc
-from pplevelset.model import ParticleDensity, level_set_model
+from pplevelset.model import DEFAULT_SIGMA, ParticleDensity, level_set_model
 from pplevelset.posterior import LevelSetPosterior
 from pplevelset.rng import generator as seeded_generator
 from pplevelset.targets import NamedTarget, expand_targets, parse_target
@@ -69,17 +69,33 @@ class SweepResult:
         return [posterior.summary(keep=keep, seed=seed) for posterior in self.posteriors]
 
 
-def sweep(world: World | str, targets: str | Sequence[str] | Sequence[NamedTarget], particles_per_target: int = 100,
-          kernel: str | None = None, alpha: float = 10.0, warmup: int = 500, steps: int = 500, thin: int = 1,
-          seed: int = 0, device: str = "cpu", step_size: float | None = None, progress: bool = True,
-          populations: int = 4, moves: int = 10, target_ess: float = 0.5) -> SweepResult:
+def sweep(
+    world: World | str,
+    targets: str | Sequence[str] | Sequence[NamedTarget],
+    particles_per_target: int = 100,
+    kernel: str | None = None,
+    alpha: float = 10.0,
+    warmup: int = 500,
+    steps: int = 500,
+    thin: int = 1,
+    seed: int = 0,
+    device: str = "cpu",
+    step_size: float | None = None,
+    progress: bool = True,
+    populations: int = 4,
+    moves: int = 10,
+    target_ess: float = 0.5,
+    likelihood: str = "dirichlet",
+    sigma: float = DEFAULT_SIGMA,
+) -> SweepResult:
     """Sample the level sets of many targets in one batched run.
 
     :param targets: a family (``"graded:house"``, ``"pairs"``, ``"corners"``, ``"file:targets.txt"``),
         one target, or a list of either (see :func:`pplevelset.targets.expand_targets`).
     :param particles_per_target: ``n`` particles per target; the batch holds ``K * n``.
     :param kernel: ``rwmh``, ``ensemble`` or ``smc`` (default: the library's default kernel).
-    The other parameters are :func:`pplevelset.sample`'s, per target (SMC: ``populations`` per target).
+    The other parameters are :func:`pplevelset.sample`'s (``likelihood``, ``sigma`` included), per target
+    (SMC: ``populations`` per target).
 
     Example::
 
@@ -88,12 +104,28 @@ def sweep(world: World | str, targets: str | Sequence[str] | Sequence[NamedTarge
     """
     kernel = DEFAULT_KERNEL if kernel is None else kernel
     if kernel not in SWEEP_KERNELS:
-        raise UserInputError(f"kernel {kernel!r} cannot run a sweep; choose one of {', '.join(SWEEP_KERNELS)} "
-                             "(nuts moves all particles as one Pyro state)")
+        raise UserInputError(
+            f"kernel {kernel!r} cannot run a sweep; choose one of {', '.join(SWEEP_KERNELS)} "
+            "(nuts moves all particles as one Pyro state)"
+        )
     smc = SMCOptions(populations, moves, target_ess)
-    first = RunConfig.build(world, "ambiguous", alpha=alpha, kernel=kernel, num_particles=particles_per_target,
-                            warmup=warmup, steps=steps, thin=thin, seed=seed, device=device, step_size=step_size,
-                            progress=progress, smc=smc)
+    first = RunConfig.build(
+        world,
+        "ambiguous",
+        alpha=alpha,
+        kernel=kernel,
+        num_particles=particles_per_target,
+        warmup=warmup,
+        steps=steps,
+        thin=thin,
+        seed=seed,
+        device=device,
+        step_size=step_size,
+        progress=progress,
+        smc=smc,
+        likelihood=likelihood,
+        sigma=sigma,
+    )
     named = _resolve(targets, first.world.classes)
     return run_batch(first, named)
 
@@ -125,10 +157,17 @@ def run_batch(config: RunConfig, targets: Sequence[NamedTarget]) -> SweepResult:
     count, per = len(targets), config.num_particles
     device = config.device
     matrix = torch.stack([target.vector.to(device) for target in targets]).repeat_interleave(per, 0)
-    batch = dataclasses.replace(config, target=matrix, target_spec=f"{count} targets", num_particles=count * per,
-                                smc=dataclasses.replace(config.smc, populations=count * config.smc.populations))
+    batch = dataclasses.replace(
+        config,
+        target=matrix,
+        target_spec=f"{count} targets",
+        num_particles=count * per,
+        smc=dataclasses.replace(config.smc, populations=count * config.smc.populations),
+    )
     with torch.random.fork_rng(devices=[]):  # the density's prototype trace draws from the prior
-        density = ParticleDensity(level_set_model, (batch.world, matrix, batch.alpha, batch.num_particles))
+        density = ParticleDensity(
+            level_set_model, (batch.world, matrix, batch.alpha, batch.num_particles), batch.model_kwargs()
+        )
     generator = seeded_generator(batch.seed, device)
     start = time.perf_counter()
     draws = _run_kernel(batch, density, generator, count)
@@ -139,8 +178,12 @@ def run_batch(config: RunConfig, targets: Sequence[NamedTarget]) -> SweepResult:
     for index, target in enumerate(targets):
         single = dataclasses.replace(config, target=target.vector.to(device), target_spec=target.spec)
         part = split_draws(draws, index, count, config)
-        part.stats["batch"] = {"targets": count, "particles": count * per, "elapsed_s": round(elapsed, 3),
-                               "group": index}
+        part.stats["batch"] = {
+            "targets": count,
+            "particles": count * per,
+            "elapsed_s": round(elapsed, 3),
+            "group": index,
+        }
         posteriors.append(to_posterior(single, part, elapsed / count))
     return SweepResult(targets, posteriors, batch, elapsed)
 
@@ -150,8 +193,7 @@ def _run_kernel(batch: RunConfig, density: ParticleDensity, generator: torch.Gen
         from pplevelset.infer import smc
 
         return smc.run(batch, density, generator)
-    algorithm = (ensemble.algorithm(groups=groups) if batch.kernel == "ensemble"
-                 else rwmh.algorithm(batch.step_size))
+    algorithm = ensemble.algorithm(groups=groups) if batch.kernel == "ensemble" else rwmh.algorithm(batch.step_size)
     with torch.no_grad():
         z = initial_positions(density, generator)
     return run_mcmc(algorithm, density, generator, z, batch.warmup, batch.steps, batch.thin, batch.progress)
@@ -162,15 +204,17 @@ def split_draws(draws: Draws, index: int, groups: int, config: RunConfig) -> Dra
     (SMC, with its own log evidence and number of temperatures)."""
     per = config.num_particles
     rows = slice(index * per, (index + 1) * per)
-    stats = {("batch_" + key if key in ("num_invalid_proposals", "move_acceptance") else key): value
-             for key, value in draws.stats.items()
-             if key not in ("log_evidence", "log_evidence_per_population", "num_temperatures")}
+    stats = {
+        ("batch_" + key if key in ("num_invalid_proposals", "move_acceptance") else key): value
+        for key, value in draws.stats.items()
+        if key not in ("log_evidence", "log_evidence_per_population", "num_temperatures")
+    }
     stages = None
     if draws.chains == "populations":
         populations = config.smc.populations
         chains = slice(index * populations, (index + 1) * populations)
         traces = {name: value[chains] for name, value in draws.traces.items()}
-        stages = {name: value[chains] for name, value in draws.stages.items()}
+        stages = {name: value[chains] for name, value in (draws.stages or {}).items()}
         per_population = draws.stats["log_evidence_per_population"][chains]
         values = torch.tensor(per_population, dtype=torch.float64)
         stats["log_evidence"] = float(torch.logsumexp(values, 0) - math.log(populations))

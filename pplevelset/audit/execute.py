@@ -20,8 +20,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pplevelset.audit.plan import Chunk, Item, SweepPlan
 from pplevelset.errors import UserInputError
@@ -30,9 +31,25 @@ from pplevelset.rundir import atomic_directory
 
 BACKENDS = ("local", "ray")
 RUN_FILES = ("summary.json", "posterior.nc")  # present in every finished item (with its figures)
-INDEX_COLUMNS = ("world", "target", "target_spec", "family", "kernel", "seed", "delta", "mean_prediction",
-                 "confidence", "hits_tv_0.1", "num_particles", "rhat_max", "log_evidence", "elapsed_s", "status",
-                 "run_dir", "error")
+INDEX_COLUMNS = (
+    "world",
+    "target",
+    "target_spec",
+    "family",
+    "kernel",
+    "seed",
+    "delta",
+    "mean_prediction",
+    "confidence",
+    "hits_tv_0.1",
+    "num_particles",
+    "rhat_max",
+    "log_evidence",
+    "elapsed_s",
+    "status",
+    "run_dir",
+    "error",
+)
 
 
 def run_chunk(chunk: Chunk, progress: bool = False) -> dict[str, Any]:
@@ -49,10 +66,12 @@ def run_chunk(chunk: Chunk, progress: bool = False) -> dict[str, Any]:
     start = time.perf_counter()
     settings = chunk.settings
     config = settings.run_config(chunk.world, chunk.seed, progress=progress)
-    targets = [NamedTarget(item.target, parse_target(item.target, config.world.classes), item.family, item.params)
-               for item in chunk.items]
+    targets = [
+        NamedTarget(item.target, parse_target(item.target, config.world.classes), item.family, item.params)
+        for item in chunk.items
+    ]
     result = run_batch(config, targets)
-    out = []
+    out: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="pplevelset-sweep-") as tmp:
         for item, posterior in zip(chunk.items, result.posteriors):
             folder = Path(tmp) / item.name
@@ -85,8 +104,10 @@ def prepare(out: Path, plan: SweepPlan, overwrite: bool) -> None:
             except (OSError, json.JSONDecodeError):
                 existing = None
             if existing != json.loads(json.dumps(wanted)):
-                raise UserInputError(f"{out} holds a different sweep; pass --overwrite to replace it or choose "
-                                     "another --out (an equal sweep resumes)")
+                raise UserInputError(
+                    f"{out} holds a different sweep; pass --overwrite to replace it or choose "
+                    "another --out (an equal sweep resumes)"
+                )
         elif any(out.iterdir()):
             raise UserInputError(f"{out} exists and is not a sweep directory; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -106,9 +127,17 @@ def write_item(out: Path, entry: dict) -> None:
             atomic_write(tmp / name, data)
 
 
-def execute(plan: SweepPlan, out: str | Path, backend: str = "local", address: str | None = None,
-            overwrite: bool = False, progress: bool = True, max_retries: int = 2, cpus_per_task: float = 1,
-            log: Callable[[str], None] | None = None) -> list[dict]:
+def execute(
+    plan: SweepPlan,
+    out: str | Path,
+    backend: str = "local",
+    address: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    max_retries: int = 2,
+    cpus_per_task: float = 1,
+    log: Callable[[str], None] | None = None,
+) -> list[dict]:
     """Run every unfinished item of ``plan`` and write the sweep directory; returns the index rows."""
     if backend not in BACKENDS:
         raise UserInputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -124,16 +153,15 @@ def execute(plan: SweepPlan, out: str | Path, backend: str = "local", address: s
     log(f"sweep: {len(plan.items)} items in {len(plan.chunks())} batches, {len(pending)} to run ({backend})")
 
     def finished(chunk: Chunk, result: dict | None, error: str | None) -> None:
-        if error is not None:
+        if error is not None or result is None:
             for item in chunk.items:
-                failures[item.name] = error
+                failures[item.name] = error or "no result"
             log(f"  batch {chunk.world} seed {chunk.seed} ({len(chunk.items)} targets) FAILED: {error}")
         else:
             for entry in result["items"]:
                 if not is_done(out, _item(plan, entry["name"])):
                     write_item(out, entry)
-            log(f"  batch {chunk.world} seed {chunk.seed}: {len(chunk.items)} targets in "
-                f"{result['elapsed_s']:.1f} s")
+            log(f"  batch {chunk.world} seed {chunk.seed}: {len(chunk.items)} targets in {result['elapsed_s']:.1f} s")
         write_index(out, plan, failures, cache)
 
     if backend == "local":
@@ -167,15 +195,32 @@ def _one_line(exc: BaseException) -> str:
 
 def index_row(out: Path, item: Item, error: str | None = None) -> dict[str, Any]:
     """One index row: the item's numbers from its ``summary.json``, or its status."""
-    row: dict[str, Any] = {"world": item.world, "target": None, "target_spec": item.target, "family": item.family,
-                           "family_params": item.params, "kernel": item.kernel, "seed": item.seed,
-                           "run_dir": item.name}
+    row: dict[str, Any] = {
+        "world": item.world,
+        "target": None,
+        "target_spec": item.target,
+        "family": item.family,
+        "family_params": item.params,
+        "kernel": item.kernel,
+        "seed": item.seed,
+        "run_dir": item.name,
+    }
     if is_done(out, item):
         summary = json.loads((out / item.name / "summary.json").read_text())
-        row.update({"target": summary["target"], "classes": summary["classes"], "delta": summary["delta"],
-                    "mean_prediction": summary["mean_prediction"], "confidence": summary["confidence"]["mean"],
-                    "hits_tv_0.1": summary["hits_tv_0.1"], "num_particles": summary["num_particles"],
-                    "rhat_max": summary.get("rhat_max"), "elapsed_s": summary.get("elapsed_s"), "status": "done"})
+        row.update(
+            {
+                "target": summary["target"],
+                "classes": summary["classes"],
+                "delta": summary["delta"],
+                "mean_prediction": summary["mean_prediction"],
+                "confidence": summary["confidence"]["mean"],
+                "hits_tv_0.1": summary["hits_tv_0.1"],
+                "num_particles": summary["num_particles"],
+                "rhat_max": summary.get("rhat_max"),
+                "elapsed_s": summary.get("elapsed_s"),
+                "status": "done",
+            }
+        )
         if "log_evidence" in summary:
             row["log_evidence"] = summary["log_evidence"]
     else:
@@ -183,8 +228,9 @@ def index_row(out: Path, item: Item, error: str | None = None) -> dict[str, Any]
     return row
 
 
-def write_index(out: Path, plan: SweepPlan, failures: dict[str, str] | None = None,
-                cache: dict[str, dict] | None = None) -> list[dict]:
+def write_index(
+    out: Path, plan: SweepPlan, failures: dict[str, str] | None = None, cache: dict[str, dict] | None = None
+) -> list[dict]:
     """``sweep.json`` (``{"items": [...]}``) and ``sweep.csv`` (the same rows), atomically. ``cache``
     keeps the rows of finished items between calls (rewriting the index after every batch then
     costs O(items), not a re-read of every summary)."""

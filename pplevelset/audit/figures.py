@@ -48,7 +48,9 @@ def graded_figure(rows: list[dict]):
         members = groups[key]
         name = members[0]["family_params"]["class"]
         for seed in sorted({row["seed"] for row in members}):
-            series = sorted((row for row in members if row["seed"] == seed), key=lambda row: row["family_params"]["value"])
+            series = sorted(
+                (row for row in members if row["seed"] == seed), key=lambda row: row["family_params"]["value"]
+            )
             x = [row["family_params"]["value"] for row in series]
             y = [row["mean_prediction"][name] for row in series]
             ax.plot(x, y, "o-", markersize=4, label=f"{series[0]['kernel']}, seed {seed}")
@@ -140,8 +142,9 @@ def samples_grid(out: Path, rows: list[dict]):
         decoded = [world.decode(z.to(torch.float32)) for z, _ in states]
     is_image = True
     columns = SAMPLES_PER_TARGET
-    fig, axes = _subplots(len(members), columns, figsize=(1.3 * columns + 2.2, 1.25 * len(members) + 0.4),
-                          squeeze=False)
+    fig, axes = _subplots(
+        len(members), columns, figsize=(1.3 * columns + 2.2, 1.25 * len(members) + 0.4), squeeze=False
+    )
     for r, (row, (z, probs), images) in enumerate(zip(members, states, decoded)):
         top = np.argsort(-np.asarray(row["target"]))[:2]
         classes = row["classes"]
@@ -151,8 +154,12 @@ def samples_grid(out: Path, rows: list[dict]):
             ax.set_yticks([])
             if is_image:
                 image = images[c].float()
-                ax.imshow(image[0].numpy() if image.shape[0] == 1 else image.permute(1, 2, 0).clamp(0, 1).numpy(),
-                          cmap="gray", vmin=0, vmax=1)
+                ax.imshow(
+                    image[0].numpy() if image.shape[0] == 1 else image.permute(1, 2, 0).clamp(0, 1).numpy(),
+                    cmap="gray",
+                    vmin=0,
+                    vmax=1,
+                )
                 ax.set_title(" ".join(f"{classes[k]} {float(probs[c, k]):.2f}" for k in top), fontsize=5, pad=1)
             else:
                 ax.scatter(z[:, 0].numpy(), z[:, 1].numpy() if z.shape[1] > 1 else np.zeros(len(z)), s=8)
@@ -171,9 +178,10 @@ def _clouds(out: Path, members: list[dict], world_name: str, seed: int, count: i
     states = [_final_states(out / row["run_dir"], count) for row in members]
     columns = min(6, len(members))
     rows = math.ceil(len(members) / columns)
-    fig, axes = _subplots(rows, columns, figsize=(2.1 * columns, 2.1 * rows + 0.4), squeeze=False,
-                          sharex=True, sharey=True)
-    for ax in axes.flat[len(members):]:
+    fig, axes = _subplots(
+        rows, columns, figsize=(2.1 * columns, 2.1 * rows + 0.4), squeeze=False, sharex=True, sharey=True
+    )
+    for ax in axes.flat[len(members) :]:
         ax.axis("off")
     for ax, row, (z, probs) in zip(axes.flat, members, states):
         y = z[:, 1].numpy() if z.shape[1] > 1 else np.zeros(len(z))

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+
+import tomllib
 
 from pplevelset.errors import UserInputError
 from pplevelset.infer.config import DEFAULT_KERNEL, RunConfig, SMCOptions
+from pplevelset.model import DEFAULT_SIGMA
 from pplevelset.targets import NamedTarget, expand_targets, target_label
 
 
@@ -37,13 +40,27 @@ class SweepSettings:
     target_ess: float = 0.5
     keep: int = 64
     chunk_size: int = 0  # targets per batch (and per Ray task); 0: all of a world's targets in one batch
+    likelihood: str = "dirichlet"
+    sigma: float = DEFAULT_SIGMA
 
     def run_config(self, world, seed: int, device: str | None = None, progress: bool = False) -> RunConfig:
         """The one-target configuration every batch starts from (validates every setting)."""
-        return RunConfig.build(world, "ambiguous", alpha=self.alpha, kernel=self.kernel,
-                               num_particles=self.particles_per_target, warmup=self.warmup, steps=self.steps,
-                               thin=self.thin, seed=seed, device=device or self.device, progress=progress,
-                               smc=SMCOptions(self.populations, self.moves, self.target_ess))
+        return RunConfig.build(
+            world,
+            "ambiguous",
+            alpha=self.alpha,
+            kernel=self.kernel,
+            num_particles=self.particles_per_target,
+            warmup=self.warmup,
+            steps=self.steps,
+            thin=self.thin,
+            seed=seed,
+            device=device or self.device,
+            progress=progress,
+            smc=SMCOptions(self.populations, self.moves, self.target_ess),
+            likelihood=self.likelihood,
+            sigma=self.sigma,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,22 +107,33 @@ class SweepPlan:
                 items = [item for item in self.items if item.world == world and item.seed == seed]
                 step = size or len(items)
                 for start in range(0, len(items), step):
-                    out.append(Chunk(world, self.settings.kernel, seed, tuple(items[start:start + step]), self.settings))
+                    out.append(
+                        Chunk(world, self.settings.kernel, seed, tuple(items[start : start + step]), self.settings)
+                    )
         return out
 
     def to_dict(self) -> dict[str, Any]:
         """What ``plan.json`` holds: a rerun with an equal plan resumes the sweep."""
-        return {"worlds": list(self.worlds), "targets": list(self.targets), "seeds": list(self.seeds),
-                "settings": dataclasses.asdict(self.settings),
-                "items": [{**item.key(), "name": item.name} for item in self.items]}
+        return {
+            "worlds": list(self.worlds),
+            "targets": list(self.targets),
+            "seeds": list(self.seeds),
+            "settings": dataclasses.asdict(self.settings),
+            "items": [{**item.key(), "name": item.name} for item in self.items],
+        }
 
 
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=_-]+", "_", text).strip("_") or "world"
 
 
-def build_plan(worlds: Sequence[str], targets: Sequence[str], seeds: Sequence[int] = (0,),
-               settings: SweepSettings | None = None, check_device: bool = True) -> SweepPlan:
+def build_plan(
+    worlds: Sequence[str],
+    targets: Sequence[str],
+    seeds: Sequence[int] = (0,),
+    settings: SweepSettings | None = None,
+    check_device: bool = True,
+) -> SweepPlan:
     """Validate everything (worlds, families against each world's classes, settings) and list the
     items. ``check_device=False`` leaves ``cuda`` to the workers (a Ray cluster's GPUs)."""
     settings = settings or SweepSettings()
@@ -126,8 +154,10 @@ def build_plan(worlds: Sequence[str], targets: Sequence[str], seeds: Sequence[in
     from pplevelset.audit.batched import SWEEP_KERNELS
 
     if settings.kernel not in SWEEP_KERNELS:
-        raise UserInputError(f"kernel {settings.kernel!r} cannot run a sweep; choose one of "
-                             f"{', '.join(SWEEP_KERNELS)} (nuts moves all particles as one Pyro state)")
+        raise UserInputError(
+            f"kernel {settings.kernel!r} cannot run a sweep; choose one of "
+            f"{', '.join(SWEEP_KERNELS)} (nuts moves all particles as one Pyro state)"
+        )
     items = []
     for world_name in worlds:
         if not isinstance(world_name, str):
@@ -141,8 +171,9 @@ def build_plan(worlds: Sequence[str], targets: Sequence[str], seeds: Sequence[in
         for seed in seeds:
             for target in named:
                 name = f"{_safe(world_name)}-{target_label(target.spec)}-{settings.kernel}-seed{seed}"
-                items.append(Item(world_name, target.spec, target.family, dict(target.params), settings.kernel,
-                                  seed, name))
+                items.append(
+                    Item(world_name, target.spec, target.family, dict(target.params), settings.kernel, seed, name)
+                )
     return SweepPlan(worlds, targets, seeds, settings, tuple(items))
 
 

@@ -9,7 +9,7 @@ and the other tasks go on. Results are written by the driver as they arrive (``r
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from pplevelset.audit.plan import Chunk
 from pplevelset.errors import UserInputError
@@ -23,23 +23,31 @@ def ray_module():
     return ray
 
 
-def run_on_ray(chunks: Sequence[Chunk], finished: Callable, address: str | None = None, max_retries: int = 2,
-               cpus_per_task: float = 1) -> None:
+def run_on_ray(
+    chunks: Sequence[Chunk],
+    finished: Callable,
+    address: str | None = None,
+    max_retries: int = 2,
+    cpus_per_task: float = 1,
+) -> None:
     ray = ray_module()
     if not ray.is_initialized():
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise UserInputError(f"cannot connect to a Ray cluster at {address or 'RAY_ADDRESS/local'}: "
-                                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            raise UserInputError(
+                f"cannot connect to a Ray cluster at {address or 'RAY_ADDRESS/local'}: "
+                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from None
     from pplevelset.audit.execute import _one_line, run_chunk
 
     task = ray.remote(run_chunk)
     running = {}
     for chunk in chunks:
         gpus = 1 if chunk.settings.device.startswith("cuda") else 0
-        ref = task.options(num_cpus=cpus_per_task, num_gpus=gpus, max_retries=max_retries,
-                           retry_exceptions=True).remote(chunk)
+        ref = task.options(
+            num_cpus=cpus_per_task, num_gpus=gpus, max_retries=max_retries, retry_exceptions=True
+        ).remote(chunk)
         running[ref] = chunk
     while running:
         ready, _ = ray.wait(list(running), num_returns=1)

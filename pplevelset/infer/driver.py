@@ -10,8 +10,8 @@ keyword front door to the same path.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 
@@ -20,25 +20,44 @@ from pplevelset.infer import rwmh
 from pplevelset.infer.config import DEFAULT_KERNEL, RunConfig, SMCOptions, check_count
 from pplevelset.infer.draws import Draws
 from pplevelset.infer.mcmc import initial_positions, run_mcmc
-from pplevelset.infer.resume import (RESUMABLE_KERNELS, WHY_NOT, Checkpoints, RunInterrupted, stop_on_signals)
+from pplevelset.infer.resume import RESUMABLE_KERNELS, WHY_NOT, Checkpoints, RunInterrupted, stop_on_signals
 from pplevelset.infer.resume import load as load_checkpoint
-from pplevelset.model import ParticleDensity, level_set_model
+from pplevelset.model import DEFAULT_SIGMA, ParticleDensity, level_set_model
 from pplevelset.posterior import LevelSetPosterior
 from pplevelset.rng import generator as seeded_generator
 from pplevelset.worlds.base import World
 
 
-def sample(world: World | str, target: str | Sequence[float] | torch.Tensor, alpha: float = 10.0,
-           num_particles: int = 1000, warmup: int = 500, steps: int = 500, kernel: str = DEFAULT_KERNEL,
-           seed: int = 0, device: str = "cpu", thin: int = 1, step_size: float | None = None,
-           progress: bool = True, populations: int = 4, moves: int = 10,
-           target_ess: float = 0.5, checkpoint: str | Path | None = None,
-           checkpoint_every: int | None = None, resume: str | Path | None = None) -> LevelSetPosterior:
+def sample(
+    world: World | str,
+    target: str | Sequence[float] | torch.Tensor,
+    alpha: float = 10.0,
+    num_particles: int = 1000,
+    warmup: int = 500,
+    steps: int = 500,
+    kernel: str = DEFAULT_KERNEL,
+    seed: int = 0,
+    device: str = "cpu",
+    thin: int = 1,
+    step_size: float | None = None,
+    progress: bool = True,
+    populations: int = 4,
+    moves: int = 10,
+    target_ess: float = 0.5,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    resume: str | Path | None = None,
+    likelihood: str = "dirichlet",
+    sigma: float = DEFAULT_SIGMA,
+) -> LevelSetPosterior:
     """Sample the level set ``{z : f(g(z)) ~ target}`` of ``world``.
 
     :param world: a :class:`World` or a registered name (``"houses"``).
     :param target: ``"ambiguous"``, ``"house=0.999"``, ``"1=0.46,7=0.46"`` or a probability vector.
     :param alpha: Dirichlet concentration: larger is stricter about matching the target.
+    :param likelihood: ``"dirichlet"`` (default, the paper's ``Dirichlet(alpha f(x))``) or ``"normal"``
+        (Bayes-TrEx's: ``Normal(f_i(x), sigma)`` independently per class; ``alpha`` is then unused).
+    :param sigma: the Normal likelihood's standard deviation (default 0.05, Bayes-TrEx's).
     :param num_particles: N chains, advanced together as one batch.
     :param warmup: steps of adaptation, discarded.
     :param steps: T recorded steps after warm-up (every ``thin``-th is kept).
@@ -64,9 +83,23 @@ def sample(world: World | str, target: str | Sequence[float] | torch.Tensor, alp
         post = pls.sample("toy", "a=0.8", alpha=20, num_particles=500, warmup=200, steps=200)
         post.delta(), post.resample(16).z
     """
-    config = RunConfig.build(world, target, alpha=alpha, kernel=kernel, num_particles=num_particles, warmup=warmup,
-                             steps=steps, thin=thin, seed=seed, device=device, step_size=step_size,
-                             progress=progress, smc=SMCOptions(populations, moves, target_ess))
+    config = RunConfig.build(
+        world,
+        target,
+        alpha=alpha,
+        kernel=kernel,
+        num_particles=num_particles,
+        warmup=warmup,
+        steps=steps,
+        thin=thin,
+        seed=seed,
+        device=device,
+        step_size=step_size,
+        progress=progress,
+        smc=SMCOptions(populations, moves, target_ess),
+        likelihood=likelihood,
+        sigma=sigma,
+    )
     folder = resume if resume is not None else checkpoint
     if folder is None:
         if checkpoint_every is not None:
@@ -78,18 +111,26 @@ def sample(world: World | str, target: str | Sequence[float] | torch.Tensor, alp
         try:
             return run(config, checkpoints)
         except RunInterrupted as exc:
-            exc.message = (f"{exc.message}; the checkpoint is in {folder}; continue with "
-                           f"pls.sample(..., resume={str(folder)!r})")
+            exc.message = (
+                f"{exc.message}; the checkpoint is in {folder}; continue with pls.sample(..., resume={str(folder)!r})"
+            )
             raise
 
 
-def make_checkpoints(config: RunConfig, folder: str | Path, every_steps: int | None = None,
-                     every_seconds: float | None = 60.0, resume: bool = False) -> Checkpoints:
+def make_checkpoints(
+    config: RunConfig,
+    folder: str | Path,
+    every_steps: int | None = None,
+    every_seconds: float | None = 60.0,
+    resume: bool = False,
+) -> Checkpoints:
     """Checkpoints of ``config``'s run in ``folder`` (refused, in one line, for kernels that cannot
     resume); with ``resume``, loaded from there and checked against ``config``'s settings."""
     if config.kernel not in RESUMABLE_KERNELS:
-        raise UserInputError(f"the {config.kernel} kernel cannot checkpoint or resume ({WHY_NOT[config.kernel]}); "
-                             f"use {' or '.join(RESUMABLE_KERNELS)}")
+        raise UserInputError(
+            f"the {config.kernel} kernel cannot checkpoint or resume ({WHY_NOT[config.kernel]}); "
+            f"use {' or '.join(RESUMABLE_KERNELS)}"
+        )
     if every_steps is not None:
         check_count(every_steps, "checkpoint_every", 1)
     settings = checkpoint_settings(config)
@@ -99,8 +140,12 @@ def make_checkpoints(config: RunConfig, folder: str | Path, every_steps: int | N
 
 def checkpoint_settings(config: RunConfig) -> dict:
     """What a checkpoint must agree with to be resumed by ``config``'s run."""
-    return {**config.settings(), "world": config.world.name, "step_size": config.step_size,
-            "target_vector": [float(v) for v in config.target.cpu()]}
+    return {
+        **config.settings(),
+        "world": config.world.name,
+        "step_size": config.step_size,
+        "target_vector": [float(v) for v in config.target.cpu()],
+    }
 
 
 def run(config: RunConfig, checkpoints: Checkpoints | None = None) -> LevelSetPosterior:
@@ -111,7 +156,9 @@ def run(config: RunConfig, checkpoints: Checkpoints | None = None) -> LevelSetPo
     if checkpoints is not None and config.kernel not in RESUMABLE_KERNELS:
         raise UserInputError(f"the {config.kernel} kernel cannot checkpoint ({WHY_NOT[config.kernel]})")
     with torch.random.fork_rng(devices=[]):  # the density's prototype trace draws from the prior
-        density = ParticleDensity(level_set_model, (config.world, config.target, config.alpha, config.num_particles))
+        density = ParticleDensity(
+            level_set_model, (config.world, config.target, config.alpha, config.num_particles), config.model_kwargs()
+        )
     generator = seeded_generator(config.seed, config.device)
     start = time.perf_counter()
     draws = kernel_runner(config.kernel, checkpoints)(config, density, generator)
@@ -122,13 +169,24 @@ def run(config: RunConfig, checkpoints: Checkpoints | None = None) -> LevelSetPo
 
 def to_posterior(config: RunConfig, draws: Draws, elapsed_s: float) -> LevelSetPosterior:
     """The one constructor from a kernel's draws to a :class:`LevelSetPosterior`."""
-    return LevelSetPosterior(config.world, config.target, config.settings(), draws.z, draws.predictions,
-                             traces=draws.traces, warmup_traces=draws.warmup_traces, elapsed_s=elapsed_s,
-                             stats=draws.stats, stages=draws.stages, chains=draws.chains)
+    return LevelSetPosterior(
+        config.world,
+        config.target,
+        config.settings(),
+        draws.z,
+        draws.predictions,
+        traces=draws.traces,
+        warmup_traces=draws.warmup_traces,
+        elapsed_s=elapsed_s,
+        stats=draws.stats,
+        stages=draws.stages,
+        chains=draws.chains,
+    )
 
 
-def kernel_runner(name: str, checkpoints: Checkpoints | None = None
-                  ) -> Callable[[RunConfig, ParticleDensity, torch.Generator], Draws]:
+def kernel_runner(
+    name: str, checkpoints: Checkpoints | None = None
+) -> Callable[[RunConfig, ParticleDensity, torch.Generator], Draws]:
     """The kernel contract: ``run(config, density, generator) -> Draws`` (the batched kernels'
     runners carry ``checkpoints`` with them)."""
     if name == "smc":
@@ -142,17 +200,25 @@ def kernel_runner(name: str, checkpoints: Checkpoints | None = None
     if name == "ensemble":
         from pplevelset.infer import ensemble
 
-        return lambda config, density, generator: _run_batched(ensemble.algorithm(), config, density, generator,
-                                                               checkpoints)
-    return lambda config, density, generator: _run_batched(rwmh.algorithm(config.step_size), config, density,
-                                                           generator, checkpoints)
+        return lambda config, density, generator: _run_batched(
+            ensemble.algorithm(), config, density, generator, checkpoints
+        )
+    return lambda config, density, generator: _run_batched(
+        rwmh.algorithm(config.step_size), config, density, generator, checkpoints
+    )
 
 
-def _run_batched(algorithm, config: RunConfig, density: ParticleDensity, generator: torch.Generator,
-                 checkpoints: Checkpoints | None = None) -> Draws:
+def _run_batched(
+    algorithm,
+    config: RunConfig,
+    density: ParticleDensity,
+    generator: torch.Generator,
+    checkpoints: Checkpoints | None = None,
+) -> Draws:
     """A batched MCMC kernel from prior draws (redrawn where the density is not finite). A resumed
     run draws them too (the generator's saved state then replaces the one they leave)."""
     with torch.no_grad():
         z = initial_positions(density, generator)
-    return run_mcmc(algorithm, density, generator, z, config.warmup, config.steps, config.thin, config.progress,
-                    checkpoints)
+    return run_mcmc(
+        algorithm, density, generator, z, config.warmup, config.steps, config.thin, config.progress, checkpoints
+    )

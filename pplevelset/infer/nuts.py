@@ -8,10 +8,10 @@ Keep N modest (tens to hundreds): the joint step size shrinks slowly as N grows.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyro
 import torch
 from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide.initialization import init_to_sample
@@ -32,8 +32,9 @@ def check_differentiable(world: World) -> None:
     """Refuse NUTS, in one line, for a world that says (or shows) it has no gradients."""
     advice = 'use kernel="rwmh" (--kernel rwmh on the command line)'
     if not world.differentiable:
-        raise UserInputError(f"world {world.name!r} is not differentiable (differentiable=False), "
-                             f"so NUTS cannot run on it; {advice}")
+        raise UserInputError(
+            f"world {world.name!r} is not differentiable (differentiable=False), so NUTS cannot run on it; {advice}"
+        )
     with torch.random.fork_rng(devices=[]):  # the probe's prior draw leaves the caller's RNG alone
         z = world.prior().sample((2,)).requires_grad_(True)
     try:  # a classifier that leaves torch (scikit-learn, numpy) fails here, not deep inside Pyro
@@ -43,13 +44,20 @@ def check_differentiable(world: World) -> None:
     else:
         reason = "its predictions do not depend differentiably on z"
     if gradient is None:
-        raise UserInputError(f"world {world.name!r} has no gradients ({reason}), so NUTS cannot run on it; "
-                             f"set differentiable = False on the world and {advice}")
+        raise UserInputError(
+            f"world {world.name!r} has no gradients ({reason}), so NUTS cannot run on it; "
+            f"set differentiable = False on the world and {advice}"
+        )
 
 
-def run(config: "RunConfig", density: ParticleDensity, generator: torch.Generator | None = None,
-        target_accept_prob: float = 0.8, max_tree_depth: int = 8,
-        on_iteration: Callable[[bool, torch.Tensor], None] | None = None) -> Draws:
+def run(
+    config: RunConfig,
+    density: ParticleDensity,
+    generator: torch.Generator | None = None,
+    target_accept_prob: float = 0.8,
+    max_tree_depth: int = 8,
+    on_iteration: Callable[[bool, torch.Tensor], None] | None = None,
+) -> Draws:
     """Run Pyro's NUTS (seeded with ``config.seed``; ``generator`` is unused) and record its draws.
 
     Each iteration records the position, NUTS's acceptance probability, step size and whether it
@@ -59,8 +67,13 @@ def run(config: "RunConfig", density: ParticleDensity, generator: torch.Generato
     z_unconstrained)`` is called after each iteration (a benchmark stops a run by raising in it).
     """
     check_differentiable(config.world)
-    kernel = NUTS(level_set_model, target_accept_prob=target_accept_prob, max_tree_depth=max_tree_depth,
-                  init_strategy=init_to_sample, jit_compile=False)
+    kernel = NUTS(
+        level_set_model,
+        target_accept_prob=target_accept_prob,
+        max_tree_depth=max_tree_depth,
+        init_strategy=init_to_sample,
+        jit_compile=False,
+    )
     record = _Record(config.warmup, config.steps, config.thin)
 
     def hook(kernel, params, stage, i):
@@ -69,14 +82,20 @@ def run(config: "RunConfig", density: ParticleDensity, generator: torch.Generato
         if on_iteration is not None:
             on_iteration(stage.startswith("Warmup"), z_unconstrained)
 
-    mcmc = MCMC(kernel, num_samples=config.steps, warmup_steps=config.warmup, num_chains=1, hook_fn=hook,
-                disable_progbar=not config.progress)
+    mcmc = MCMC(
+        kernel,
+        num_samples=config.steps,
+        warmup_steps=config.warmup,
+        num_chains=1,
+        hook_fn=hook,
+        disable_progbar=not config.progress,
+    )
     devices = [config.device] if config.device.type == "cuda" else []
     python_state, numpy_state = random.getstate(), np.random.get_state()
     try:
         with torch.random.fork_rng(devices=devices):
             seed_global(config.seed)  # pyro.set_rng_seed, for seeds up to 2**63 - 1
-            mcmc.run(config.world, config.target, config.alpha, config.num_particles)
+            mcmc.run(config.world, config.target, config.alpha, config.num_particles, **config.model_kwargs())
     finally:  # seed_global (like pyro.set_rng_seed) also seeds Python's and NumPy's global generators
         random.setstate(python_state)
         np.random.set_state(numpy_state)
@@ -90,7 +109,8 @@ class _Record:
         self.warmup, self.thin = warmup, thin
         self.z: list[torch.Tensor] = []
         self.stats: dict[bool, dict[str, list[float]]] = {
-            phase: {"acceptance_rate": [], "step_size": [], "diverging": []} for phase in (True, False)}
+            phase: {"acceptance_rate": [], "step_size": [], "diverging": []} for phase in (True, False)
+        }
         self._tracker = _AcceptTracker()
         self._divergences_seen = 0
         self._sampling_index = 0
@@ -118,15 +138,19 @@ class _Record:
         log_prior = unflatten([s.log_prior for s in scored])
         log_likelihood = unflatten([s.log_likelihood for s in scored])
         per_step = lambda values: torch.tensor(values, dtype=log_prior.dtype).expand(n, len(values)).clone()
-        traces = {"z": density.constrain(flat.reshape(n * t, -1))["z"].reshape(n, t, -1).cpu(),
-                  "prediction_probs": unflatten([s.predictions for s in scored]),
-                  "lp": log_prior + log_likelihood, "log_likelihood": log_likelihood,
-                  **{name: per_step(values) for name, values in self.stats[False].items()}}
+        traces = {
+            "z": density.constrain(flat.reshape(n * t, -1))["z"].reshape(n, t, -1).cpu(),
+            "prediction_probs": unflatten([s.predictions for s in scored]),
+            "lp": log_prior + log_likelihood,
+            "log_likelihood": log_likelihood,
+            **{name: per_step(values) for name, values in self.stats[False].items()},
+        }
         warmup = {name: per_step(values) for name, values in self.stats[True].items() if values}
         stats = {"num_divergent": int(sum(self.stats[False]["diverging"]))}
         final = density(self.last)  # the last state, which thinning may have left out of the traces
-        return Draws(density.constrain(self.last)["z"].cpu(), final.predictions.cpu(), traces, "particles",
-                     warmup or None, stats)
+        return Draws(
+            density.constrain(self.last)["z"].cpu(), final.predictions.cpu(), traces, "particles", warmup or None, stats
+        )
 
 
 class _AcceptTracker:

@@ -1,4 +1,4 @@
-"""The paper's experiments, rerun: each writes ``report.md``, figures and a JSON of its numbers."""
+"""The paper's experiments (and Bayes-TrEx's), rerun: each writes ``report.md``, figures and a JSON of its numbers."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from pplevelset.imports import import_object
 EXPERIMENTS = {
     "houses": "pplevelset.reproduce.houses:run",
     "mnist": "pplevelset.reproduce.mnist:run",
+    "bayestrex": "pplevelset.reproduce.bayestrex:run",
 }
 
 
-def run_experiments(name: str, quick: bool = False, out: Path | None = None, overwrite: bool = False,
-                    device: str = "cpu") -> list[Path]:
+def run_experiments(
+    name: str, quick: bool = False, out: Path | None = None, overwrite: bool = False, device: str = "cpu"
+) -> list[Path]:
     """Run one experiment (or ``all``) into ``out`` (default ``runs/reproduce-<name>``)."""
     if name != "all" and name not in EXPERIMENTS:
         raise UserInputError(f"unknown experiment {name!r}; choose one of {', '.join([*EXPERIMENTS, 'all'])}")

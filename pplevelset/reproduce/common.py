@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -20,6 +20,7 @@ from pplevelset.model import PROBS_EPS
 
 def logger(experiment: str) -> Callable[[str], None]:
     """A function printing ``[reproduce <experiment>] message`` to stderr."""
+
     def log(message: str) -> None:
         print(f"[reproduce {experiment}] {message}", file=sys.stderr, flush=True)
 
@@ -43,7 +44,7 @@ def predict(world, z: torch.Tensor, batch_size: int = 1000, **decode_options) ->
     chunks = []
     with torch.no_grad():
         for start in range(0, z.shape[0], batch_size):
-            images = world.decode(z[start:start + batch_size].to(world.device), **decode_options)
+            images = world.decode(z[start : start + batch_size].to(world.device), **decode_options)
             chunks.append(world.classify(images).cpu())
     return torch.cat(chunks) if chunks else z.new_zeros(0, len(world.classes))
 
@@ -52,8 +53,11 @@ def log_dirichlet(target: torch.Tensor, probs: torch.Tensor, alpha: float) -> to
     """``log Dirichlet(target; alpha probs)`` per row, with the model's floor on probabilities."""
     concentration = alpha * probs.double().clamp_min(PROBS_EPS)
     target = target.double().to(concentration.device)
-    return (torch.lgamma(concentration.sum(-1)) - torch.lgamma(concentration).sum(-1)
-            + ((concentration - 1) * target.log()).sum(-1))
+    return (
+        torch.lgamma(concentration.sum(-1))
+        - torch.lgamma(concentration).sum(-1)
+        + ((concentration - 1) * target.log()).sum(-1)
+    )
 
 
 def finite(value: float) -> float | None:
@@ -66,17 +70,24 @@ def chain_diagnostics(post) -> dict:
     run time; with warm-up traces, the median log-likelihood at mid warm-up, end of warm-up and end."""
     convergence = post.convergence()
     verdict = post.burn_in()
-    out = {"rhat_max": finite(convergence["rhat_max"]), "ess_bulk_min": finite(convergence["ess_bulk_min"]),
-           "ess_tail_min": finite(convergence["ess_tail_min"]), "burn_in_ok": bool(verdict.ok),
-           "burn_in_drift": finite(verdict.drift), "burn_in_z": finite(verdict.z_score),
-           "burn_in": verdict.message, "acceptance_rate": float(post.traces["acceptance_rate"].mean()),
-           "elapsed_s": round(post.elapsed_s, 1)}
+    out = {
+        "rhat_max": finite(convergence["rhat_max"]),
+        "ess_bulk_min": finite(convergence["ess_bulk_min"]),
+        "ess_tail_min": finite(convergence["ess_tail_min"]),
+        "burn_in_ok": bool(verdict.ok),
+        "burn_in_drift": finite(verdict.drift),
+        "burn_in_z": finite(verdict.z_score),
+        "burn_in": verdict.message,
+        "acceptance_rate": float(post.traces["acceptance_rate"].mean()),
+        "elapsed_s": round(post.elapsed_s, 1),
+    }
     if post.warmup_traces:
         warm = post.warmup_traces["log_likelihood"]
         out["log_likelihood_median"] = {
             "warmup_half": float(warm[:, warm.shape[1] // 2].median()),
             "warmup_end": float(warm[:, -1].median()),
-            "sampling_end": float(post.traces["log_likelihood"][:, -1].median())}
+            "sampling_end": float(post.traces["log_likelihood"][:, -1].median()),
+        }
     return out
 
 
@@ -87,6 +98,7 @@ def convergence_numbers(post) -> dict:
 
 
 # -- numbers in text ------------------------------------------------------------------------------
+
 
 def pct(value: float | None, digits: int = 1, signed: bool = False) -> str:
     """``value`` as a percentage (``n/a`` for None or non-finite; never ``-0.0%``)."""

@@ -47,8 +47,10 @@ ALPHA = 100.0  # why: see the "Choice of alpha" section the report writes (and _
 WORLDS = {"vae": "mnist-vae", "gan": "mnist-gan"}
 TARGETS = {"ambiguous": "ambiguous", "1vs7": "1=0.46,7=0.46", "8vs9": "8=0.46,9=0.46"}
 HIGHLIGHT = {"ambiguous": None, "1vs7": (1, 7), "8vs9": (8, 9)}  # classes coloured in the t-SNE panels
-PAPER_DELTA = {"vae": {"ambiguous": 0.0183, "1vs7": 0.0622, "8vs9": 0.0766},
-               "gan": {"ambiguous": 0.0593, "1vs7": 0.0792, "8vs9": 0.0531}}
+PAPER_DELTA = {
+    "vae": {"ambiguous": 0.0183, "1vs7": 0.0622, "8vs9": 0.0766},
+    "gan": {"ambiguous": 0.0593, "1vs7": 0.0792, "8vs9": 0.0531},
+}
 HIT_TV = 0.1  # a "hit": prediction within total variation 0.1 of the target
 FAR_TV = 0.3  # a particle this far from the target never reached the level set
 DUPLICATE_TOL = 0.05  # latents closer than this (prior sd 1) decode to indistinguishable digits
@@ -79,9 +81,23 @@ class Sizes:
 
 
 FULL = Sizes()
-QUICK = Sizes(num_particles=100, warmup=100, steps=100, smc_particles=100, moves=10, study_alphas=(10.0, 1000.0),
-              study_worlds=("vae",), study_particles=50, study_warmup=100, study_steps=50, study_smc_particles=100,
-              prior_samples=400, tsne_points=100, grid_images=16, trace_figures=False)
+QUICK = Sizes(
+    num_particles=100,
+    warmup=100,
+    steps=100,
+    smc_particles=100,
+    moves=10,
+    study_alphas=(10.0, 1000.0),
+    study_worlds=("vae",),
+    study_particles=50,
+    study_warmup=100,
+    study_steps=50,
+    study_smc_particles=100,
+    prior_samples=400,
+    tsne_points=100,
+    grid_images=16,
+    trace_figures=False,
+)
 
 
 # -- pieces other code may reuse ---------------------------------------------------------------
@@ -120,8 +136,9 @@ def class_composition(predictions: torch.Tensor, classes, min_share: float = 0.0
     return {str(classes[k]): round(float(counts[k]), 4) for k in order if counts[k] >= min_share}
 
 
-def likelihood_weighted_resample(target: torch.Tensor, predictions: torch.Tensor, alpha: float, n: int,
-                                 seed: int = 0) -> torch.Tensor:
+def likelihood_weighted_resample(
+    target: torch.Tensor, predictions: torch.Tensor, alpha: float, n: int, seed: int = 0
+) -> torch.Tensor:
     """Indices of ``n`` draws with replacement, weighted by each state's likelihood
     ``Dir(target; alpha f)``: one reading of the paper's resampling step that would explain its
     "fewer than 10 distinct" GAN samples (ours, like the paper's text, is uniform)."""
@@ -129,30 +146,56 @@ def likelihood_weighted_resample(target: torch.Tensor, predictions: torch.Tensor
     return torch.multinomial(weights, n, replacement=True, generator=generator(seed))
 
 
-def likelihood_weighted_distinct(target: torch.Tensor, predictions: torch.Tensor, alpha: float, n: int,
-                                 seed: int = 0) -> int:
+def likelihood_weighted_distinct(
+    target: torch.Tensor, predictions: torch.Tensor, alpha: float, n: int, seed: int = 0
+) -> int:
     """Distinct states among :func:`likelihood_weighted_resample`'s ``n`` draws."""
     return int(torch.unique(likelihood_weighted_resample(target, predictions, alpha, n, seed)).numel())
+
 
 # -- the experiment ----------------------------------------------------------------------------
 
 _log = common.logger("mnist")
 # the run diagnostics table1.json records per MH cell, in its order
-_MH_DIAGNOSTICS = ("rhat_max", "ess_bulk_min", "ess_tail_min", "burn_in_ok", "burn_in_drift", "burn_in_z",
-                   "burn_in", "acceptance_rate", "log_likelihood_median")
+_MH_DIAGNOSTICS = (
+    "rhat_max",
+    "ess_bulk_min",
+    "ess_tail_min",
+    "burn_in_ok",
+    "burn_in_drift",
+    "burn_in_z",
+    "burn_in",
+    "acceptance_rate",
+    "log_likelihood_median",
+)
 
 
 def _sample(world, spec: str, alpha: float, sizes: Sizes, kernel: str, device: str, study: bool = False):
     if kernel == "smc":
-        settings = dict(num_particles=sizes.study_smc_particles if study else sizes.smc_particles,
-                        populations=sizes.populations, moves=sizes.moves)
+        settings = dict(
+            num_particles=sizes.study_smc_particles if study else sizes.smc_particles,
+            populations=sizes.populations,
+            moves=sizes.moves,
+        )
     else:
-        settings = dict(num_particles=sizes.study_particles if study else sizes.num_particles,
-                        warmup=sizes.study_warmup if study else sizes.warmup,
-                        steps=sizes.study_steps if study else sizes.steps)
+        settings = dict(
+            num_particles=sizes.study_particles if study else sizes.num_particles,
+            warmup=sizes.study_warmup if study else sizes.warmup,
+            steps=sizes.study_steps if study else sizes.steps,
+        )
     note = f"alpha {alpha:g} ({kernel}{', alpha study' if study else ''}, {settings['num_particles']} particles)"
-    return common.run_sampler(_log, world, spec, note, delta_format=".4f", alpha=alpha, kernel=kernel,
-                              seed=sizes.seed, device=device, **settings)
+    return common.run_sampler(
+        _log,
+        world,
+        spec,
+        note,
+        delta_format=".4f",
+        alpha=alpha,
+        kernel=kernel,
+        seed=sizes.seed,
+        device=device,
+        **settings,
+    )
 
 
 def _particles(post, n: int, seed: int, alpha: float) -> dict:
@@ -194,9 +237,9 @@ def _grid(world, kept_z: torch.Tensor, title: str) -> Figure:
     return image_grid(images, predict(world, kept_z), world.classes, title)
 
 
-
-def run(out: str | Path, quick: bool = False, overwrite: bool = False, device: str = "cpu",
-        sizes: Sizes | None = None) -> Path:
+def run(
+    out: str | Path, quick: bool = False, overwrite: bool = False, device: str = "cpu", sizes: Sizes | None = None
+) -> Path:
     """Run the MNIST experiment into ``out``: ``report.md``, figures and ``table1.json``.
 
     :param quick: :data:`QUICK` sizes (a few minutes) instead of :data:`FULL`.
@@ -224,11 +267,26 @@ def run(out: str | Path, quick: bool = False, overwrite: bool = False, device: s
         for tkey in TARGETS:
             mh[wkey][tkey]["delta_best_found"] = best[wkey, tkey]
             mh[wkey][tkey]["prior_delta"] = prior_baseline[wkey][tkey]["delta"]
-    tolerance = {(tkey, a): dirichlet_tolerance(parse_target(spec, tuple("0123456789")), a)
-                 for tkey, spec in TARGETS.items() for a in (10.0, 100.0, 1000.0)}
-    numbers = MnistNumbers(sizes=sizes, mh=mh, smc=smc, study=study, prior=prior_baseline, tolerance=tolerance,
-                           worlds=WORLDS, targets=TARGETS, paper_delta=PAPER_DELTA, alpha=ALPHA, hit_tv=HIT_TV,
-                           far_tv=FAR_TV, duplicate_tol=DUPLICATE_TOL)
+    tolerance = {
+        (tkey, a): dirichlet_tolerance(parse_target(spec, tuple("0123456789")), a)
+        for tkey, spec in TARGETS.items()
+        for a in (10.0, 100.0, 1000.0)
+    }
+    numbers = MnistNumbers(
+        sizes=sizes,
+        mh=mh,
+        smc=smc,
+        study=study,
+        prior=prior_baseline,
+        tolerance=tolerance,
+        worlds=WORLDS,
+        targets=TARGETS,
+        paper_delta=PAPER_DELTA,
+        alpha=ALPHA,
+        hit_tv=HIT_TV,
+        far_tv=FAR_TV,
+        duplicate_tol=DUPLICATE_TOL,
+    )
     write_report(report, numbers, figures)
     result = report.save(out, _json(numbers), json_name="table1.json", overwrite=overwrite)
     _log(f"wrote {out}/report.md in {report.elapsed():.0f} s")
@@ -257,29 +315,52 @@ def _world_cells(world, wkey: str, sizes: Sizes, device: str, best: dict, figure
 def _prior_baseline(target: torch.Tensor, prior_predictions: torch.Tensor, samples: int) -> dict:
     """Delta and hits of the prior draws themselves, no inference."""
     favoured = target > target.min() + 1e-9
-    return {"delta": metrics.delta(target, prior_predictions),
-            "hits": metrics.hits(target, prior_predictions, HIT_TV),
-            "samples": samples,
-            "mean_target_mass": float(prior_predictions[:, favoured].sum(-1).mean()) if bool(favoured.any()) else None}
+    return {
+        "delta": metrics.delta(target, prior_predictions),
+        "hits": metrics.hits(target, prior_predictions, HIT_TV),
+        "samples": samples,
+        "mean_target_mass": float(prior_predictions[:, favoured].sum(-1).mean()) if bool(favoured.any()) else None,
+    }
 
 
 def _mh_cell(world, wkey: str, tkey: str, sizes: Sizes, device: str, figures: list) -> tuple[dict, torch.Tensor]:
     """One Table 1 cell with MH, its grid (and trace panel), and the latents for its t-SNE panel."""
     spec, seed, n = TARGETS[tkey], sizes.seed, sizes.num_particles
     post = _sample(world, spec, sizes.alpha, sizes, "rwmh", device)
-    cell = {"target": spec, "alpha": sizes.alpha, "kernel": "rwmh", "num_particles": len(post),
-            "warmup": sizes.warmup, "steps": sizes.steps, "seed": seed,
-            "paper_delta": PAPER_DELTA[wkey][tkey], **_particles(post, n, seed, sizes.alpha),
-            **_diagnostics(post)}
+    cell = {
+        "target": spec,
+        "alpha": sizes.alpha,
+        "kernel": "rwmh",
+        "num_particles": len(post),
+        "warmup": sizes.warmup,
+        "steps": sizes.steps,
+        "seed": seed,
+        "paper_delta": PAPER_DELTA[wkey][tkey],
+        **_particles(post, n, seed, sizes.alpha),
+        **_diagnostics(post),
+    }
     kept = post.resample(n, seed)
-    figures.append((f"mh-{wkey}-{tkey}.png", _grid(world, kept.z[:sizes.grid_images],
-                    f"{LABEL[wkey]}, target {spec}: MH, alpha {sizes.alpha:g}, Delta {cell['delta']:.4f}"),
-                    f"{LABEL[wkey]} prior, target {tkey}: {sizes.grid_images} of the n = {n} resampled "
-                    f"MH samples, each with its top-2 predicted probabilities"))
+    figures.append(
+        (
+            f"mh-{wkey}-{tkey}.png",
+            _grid(
+                world,
+                kept.z[: sizes.grid_images],
+                f"{LABEL[wkey]}, target {spec}: MH, alpha {sizes.alpha:g}, Delta {cell['delta']:.4f}",
+            ),
+            f"{LABEL[wkey]} prior, target {tkey}: {sizes.grid_images} of the n = {n} resampled "
+            f"MH samples, each with its top-2 predicted probabilities",
+        )
+    )
     if sizes.trace_figures:
-        figures.append((f"trace-{wkey}-{tkey}.png", diagnostics_figure(post),
-                        f"MH diagnostics, {LABEL[wkey]} {tkey}: log-likelihood, z traces, acceptance, step size"))
-    subset = torch.randperm(len(post), generator=generator(seed))[:sizes.tsne_points]
+        figures.append(
+            (
+                f"trace-{wkey}-{tkey}.png",
+                diagnostics_figure(post),
+                f"MH diagnostics, {LABEL[wkey]} {tkey}: log-likelihood, z traces, acceptance, step size",
+            )
+        )
+    subset = torch.randperm(len(post), generator=generator(seed))[: sizes.tsne_points]
     return cell, post.z[subset]
 
 
@@ -287,17 +368,33 @@ def _smc_cell(world, wkey: str, tkey: str, sizes: Sizes, device: str, figures: l
     """One Table 1 cell with tempered SMC, and its grid."""
     spec, seed = TARGETS[tkey], sizes.seed
     post = _sample(world, spec, sizes.alpha, sizes, "smc", device)
-    cell = {"target": spec, "alpha": sizes.alpha, "kernel": "smc", "num_particles": len(post),
-            "populations": sizes.populations, "moves": sizes.moves, "seed": seed,
-            "log_evidence": post.stats["log_evidence"],
-            "log_evidence_per_population": post.stats["log_evidence_per_population"],
-            "num_temperatures": post.stats["num_temperatures"],
-            "stage_acceptance_min": float(post.stages["acceptance_rate"].min()),
-            **_particles(post, sizes.smc_particles, seed, sizes.alpha), **common.convergence_numbers(post)}
+    cell = {
+        "target": spec,
+        "alpha": sizes.alpha,
+        "kernel": "smc",
+        "num_particles": len(post),
+        "populations": sizes.populations,
+        "moves": sizes.moves,
+        "seed": seed,
+        "log_evidence": post.stats["log_evidence"],
+        "log_evidence_per_population": post.stats["log_evidence_per_population"],
+        "num_temperatures": post.stats["num_temperatures"],
+        "stage_acceptance_min": float(post.stages["acceptance_rate"].min()),
+        **_particles(post, sizes.smc_particles, seed, sizes.alpha),
+        **common.convergence_numbers(post),
+    }
     kept = post.resample(sizes.smc_particles, seed)
-    figures.append((f"smc-{wkey}-{tkey}.png", _grid(world, kept.z[:sizes.grid_images],
-                    f"{LABEL[wkey]}, target {spec}: SMC, alpha {sizes.alpha:g}, Delta {cell['delta']:.4f}"),
-                    f"{LABEL[wkey]} prior, target {tkey}: {sizes.grid_images} resampled SMC samples"))
+    figures.append(
+        (
+            f"smc-{wkey}-{tkey}.png",
+            _grid(
+                world,
+                kept.z[: sizes.grid_images],
+                f"{LABEL[wkey]}, target {spec}: SMC, alpha {sizes.alpha:g}, Delta {cell['delta']:.4f}",
+            ),
+            f"{LABEL[wkey]} prior, target {tkey}: {sizes.grid_images} resampled SMC samples",
+        )
+    )
     return cell
 
 
@@ -307,14 +404,23 @@ def _tsne_figure(world, wkey: str, sizes: Sizes, prior_z, prior_predictions, tsn
     _log(f"t-SNE of {sizes.prior_samples} prior + {sum(len(z) for z in tsne_panels.values())} posterior latents")
     started = time.perf_counter()
     highlight = {f"{LABEL[wkey]} {tkey}": HIGHLIGHT[tkey] for tkey in TARGETS}
-    fig = tsne_map(prior_z, prior_predictions, tsne_panels, world.classes, highlight,
-                   title=f"{LABEL[wkey]} latents (t-SNE, random_state={seed}): prior light by predicted class, "
-                         f"MH posterior black", random_state=seed)
+    fig = tsne_map(
+        prior_z,
+        prior_predictions,
+        tsne_panels,
+        world.classes,
+        highlight,
+        title=f"{LABEL[wkey]} latents (t-SNE, random_state={seed}): prior light by predicted class, MH posterior black",
+        random_state=seed,
+    )
     _log(f"t-SNE done in {time.perf_counter() - started:.0f} s")
-    return (f"tsne-{wkey}.png", fig,
-            f"Paper Figure 4 for the {LABEL[wkey]}: t-SNE of {sizes.prior_samples} prior latents (light, "
-            f"coloured by predicted class; grey: other classes) and {sizes.tsne_points} MH posterior "
-            f"latents per target (black), one shared embedding")
+    return (
+        f"tsne-{wkey}.png",
+        fig,
+        f"Paper Figure 4 for the {LABEL[wkey]}: t-SNE of {sizes.prior_samples} prior latents (light, "
+        f"coloured by predicted class; grey: other classes) and {sizes.tsne_points} MH posterior "
+        f"latents per target (black), one shared embedding",
+    )
 
 
 def _alpha_study(world, wkey: str, sizes: Sizes, device: str, best: dict) -> dict:
@@ -334,8 +440,12 @@ def _alpha_study(world, wkey: str, sizes: Sizes, device: str, best: dict) -> dic
 
 
 def _study_cell(post, kernel: str, seed: int) -> dict:
-    cell = {"delta": post.resample(len(post), seed).delta(), "hits_fraction": post.hits(HIT_TV) / len(post),
-            "num_particles": len(post), "elapsed_s": round(post.elapsed_s, 1)}
+    cell = {
+        "delta": post.resample(len(post), seed).delta(),
+        "hits_fraction": post.hits(HIT_TV) / len(post),
+        "num_particles": len(post),
+        "elapsed_s": round(post.elapsed_s, 1),
+    }
     if kernel == "rwmh":
         cell["acceptance_rate"] = float(post.traces["acceptance_rate"].mean())
         cell["burn_in_ok"] = bool(post.burn_in().ok)
@@ -348,11 +458,19 @@ def _json(m: MnistNumbers) -> dict:
     """``table1.json``: the settings and every number of the report."""
     sizes = m.sizes
     numbers = {"settings": asdict(sizes), **{key: m.mh[key] for key in WORLDS}, "prior_baseline": m.prior}
-    numbers["alpha_study"] = {"kernels": {"rwmh": {"num_particles": sizes.study_particles,
-                                                   "warmup": sizes.study_warmup, "steps": sizes.study_steps},
-                                          "smc": {"num_particles": sizes.study_smc_particles,
-                                                  "populations": sizes.populations, "moves": sizes.moves}},
-                              "alphas": list(sizes.study_alphas), **m.study}
-    numbers["smc"] = {"alpha": sizes.alpha, "num_particles": sizes.smc_particles, "populations": sizes.populations,
-                      "moves": sizes.moves, **m.smc}
+    numbers["alpha_study"] = {
+        "kernels": {
+            "rwmh": {"num_particles": sizes.study_particles, "warmup": sizes.study_warmup, "steps": sizes.study_steps},
+            "smc": {"num_particles": sizes.study_smc_particles, "populations": sizes.populations, "moves": sizes.moves},
+        },
+        "alphas": list(sizes.study_alphas),
+        **m.study,
+    }
+    numbers["smc"] = {
+        "alpha": sizes.alpha,
+        "num_particles": sizes.smc_particles,
+        "populations": sizes.populations,
+        "moves": sizes.moves,
+        **m.smc,
+    }
     return numbers

@@ -54,9 +54,11 @@ class Report:
         return time.perf_counter() - self.started
 
     def markdown(self) -> str:
-        header = (f"# {self.title}\n\nProduced by `{self.command}` in {self.elapsed():.0f} s on "
-                  f"{platform.processor() or platform.machine()} with torch threads = {torch.get_num_threads()} "
-                  f"(torch {torch.__version__.split('+')[0]}), {time.strftime('%Y-%m-%d')}.\n")
+        header = (
+            f"# {self.title}\n\nProduced by `{self.command}` in {self.elapsed():.0f} s on "
+            f"{platform.processor() or platform.machine()} with torch threads = {torch.get_num_threads()} "
+            f"(torch {torch.__version__.split('+')[0]}), {time.strftime('%Y-%m-%d')}.\n"
+        )
         return "\n".join([header, *self.blocks])
 
     def save(self, out: str | Path, numbers: dict, json_name: str, overwrite: bool = False) -> Path:
