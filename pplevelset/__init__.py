@@ -7,21 +7,37 @@ Example::
     post.delta(), post.resample(64).z, post.to_arviz()
 """
 
-from pplevelset.version import __version__
-
 from pplevelset import worlds
+from pplevelset.audit.batched import SweepResult, sweep
 from pplevelset.errors import CheckpointError, UserInputError
 from pplevelset.infer.config import RunConfig
 from pplevelset.infer.driver import run, sample
-from pplevelset.infer.pyro_kernels import BatchedRandomWalk, EnsembleKernel
+from pplevelset.infer.pyro_kernels import BatchedRandomWalk, EnsembleKernel, to_arviz
 from pplevelset.model import level_set_model
 from pplevelset.posterior import LevelSetPosterior
 from pplevelset.targets import expand_targets, parse_target
-from pplevelset.audit.batched import SweepResult, sweep
-from pplevelset.worlds.base import World
+from pplevelset.version import __version__
 from pplevelset.worlds import load_world, register
+from pplevelset.worlds.base import World
 
-__all__ = ["BatchedRandomWalk", "CheckpointError", "EnsembleKernel", "LevelSetPosterior", "RunConfig", "UserInputError",
-           "World", "level_set_model", "load_world", "parse_target", "register", "run", "sample", "worlds",
-           "SweepResult", "expand_targets", "sweep",
-           "__version__"]
+__all__ = [
+    "BatchedRandomWalk",
+    "CheckpointError",
+    "EnsembleKernel",
+    "LevelSetPosterior",
+    "RunConfig",
+    "UserInputError",
+    "World",
+    "level_set_model",
+    "load_world",
+    "parse_target",
+    "register",
+    "run",
+    "sample",
+    "worlds",
+    "SweepResult",
+    "expand_targets",
+    "sweep",
+    "to_arviz",
+    "__version__",
+]

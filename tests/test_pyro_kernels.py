@@ -20,8 +20,9 @@ Z_LIMIT = 4.5
 def test_ensemble_kernel_under_pyro_mcmc_matches_the_grid(toy):
     num_particles, alpha = 2000, 10.0
     target = pls.parse_target("a=0.6", toy.classes)
-    mcmc = pyro.infer.MCMC(pls.EnsembleKernel(level_set_model, seed=0), num_samples=20, warmup_steps=100,
-                           disable_progbar=True)
+    mcmc = pyro.infer.MCMC(
+        pls.EnsembleKernel(level_set_model, seed=0), num_samples=20, warmup_steps=100, disable_progbar=True
+    )
     mcmc.run(toy, target, alpha, num_particles)
     z = mcmc.get_samples()["z"]
     assert z.shape == (20, num_particles, 2)
@@ -32,6 +33,9 @@ def test_ensemble_kernel_under_pyro_mcmc_matches_the_grid(toy):
     scores = (z[-1].double().numpy().mean(0) - mean) / (sd / np.sqrt(num_particles))
     assert np.all(np.abs(scores) < Z_LIMIT), scores
     assert 0.1 < mcmc.diagnostics()["acceptance rate"]["chain 0"] < 0.9
+    idata = pls.to_arviz(mcmc)  # a model with its own particles plate: the same layout as num_particles gives
+    assert idata.posterior["z"].shape == (num_particles, 20, 2)
+    assert idata.sample_stats["acceptance_rate"].shape == (num_particles, 20)
 
 
 def beta_binomial(n):
