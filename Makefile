@@ -3,7 +3,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow bench bench-population reproduce clean
+.PHONY: venv lint format demo test test-slow bench bench-population reproduce clean
 
 venv: $(STAMP)
 
@@ -18,8 +18,17 @@ demo: venv
 		--out runs/demo --overwrite
 	@echo "look at runs/demo/samples.png"
 
-test: venv
+lint: venv
+	$(BIN)/ruff check pplevelset tests benchmarks
+	$(BIN)/ruff format --check pplevelset tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+format: venv
+	$(BIN)/ruff check --fix pplevelset tests benchmarks
+	$(BIN)/ruff format pplevelset tests benchmarks
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 test-slow: venv

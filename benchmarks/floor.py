@@ -11,17 +11,16 @@ calls of N/2 particles each.
 from __future__ import annotations
 
 import torch
+from timing import interleaved
 
 from pplevelset.infer import ensemble, rwmh
 from pplevelset.infer.mcmc import TraceCollector, initial_positions
 from pplevelset.model import ParticleDensity, level_set_model
-from timing import interleaved
 
 ALGORITHMS = {"rwmh": rwmh.algorithm, "ensemble": ensemble.algorithm}
 
 
-def measure_floor(world, target, alpha: float, num_particles: int, repeats: int, device,
-                  kernel: str = "rwmh") -> dict:
+def measure_floor(world, target, alpha: float, num_particles: int, repeats: int, device, kernel: str = "rwmh") -> dict:
     density = ParticleDensity(level_set_model, (world, target, alpha, num_particles))
     generator = torch.Generator(device=target.device).manual_seed(0)
     algorithm = ALGORITHMS[kernel]()
@@ -43,5 +42,8 @@ def measure_floor(world, target, alpha: float, num_particles: int, repeats: int,
         holder["state"], holder["iteration"] = state, holder["iteration"] + 1
 
     times = interleaved({"forward": forward, "step": driver_step}, repeats, device)
-    return {"forward_ms": 1e3 * times["forward"], "step_ms": 1e3 * times["step"],
-            "ratio": times["step"] / times["forward"]}
+    return {
+        "forward_ms": 1e3 * times["forward"],
+        "step_ms": 1e3 * times["step"],
+        "ratio": times["step"] / times["forward"],
+    }

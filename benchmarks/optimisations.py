@@ -23,13 +23,13 @@ import importlib
 import time
 
 import torch
+from timing import interleaved, load_average, sync
 
 import pplevelset as pls
 from pplevelset import metrics
 from pplevelset.infer import rwmh
 from pplevelset.infer.mcmc import TraceCollector, initial_positions
 from pplevelset.model import ParticleDensity, level_set_model
-from timing import interleaved, load_average, sync
 
 render = importlib.import_module("pplevelset.worlds.houses.render")  # the module; the package exports its function
 
@@ -49,8 +49,7 @@ def grad_mode(world, target, alpha, num_particles, repeats, device) -> dict:
     for name, context in (("no_grad", torch.no_grad), ("inference_mode", torch.inference_mode)):
         with context():
             state = rwmh.init(z_unconstrained.clone(), density, 0.1)
-        runs[name] = {"state": state, "i": 0, "context": context,
-                      "recorder": TraceCollector(0, repeats + 4, 1)}
+        runs[name] = {"state": state, "i": 0, "context": context, "recorder": TraceCollector(0, repeats + 4, 1)}
 
     def stepper(run):
         def step():
@@ -58,11 +57,15 @@ def grad_mode(world, target, alpha, num_particles, repeats, device) -> dict:
                 state, info = rwmh.step(generator, run["state"], density)
                 run["recorder"].record(run["i"], density, state, info, state.step_size)
             run["state"], run["i"] = state, run["i"] + 1
+
         return step
 
     times = interleaved({name: stepper(run) for name, run in runs.items()}, repeats, device)
-    return {"no_grad_ms": 1e3 * times["no_grad"], "inference_mode_ms": 1e3 * times["inference_mode"],
-            "speedup": times["no_grad"] / times["inference_mode"]}
+    return {
+        "no_grad_ms": 1e3 * times["no_grad"],
+        "inference_mode_ms": 1e3 * times["inference_mode"],
+        "speedup": times["no_grad"] / times["inference_mode"],
+    }
 
 
 def layout(world, target, alpha, num_particles, repeats, device) -> dict:
@@ -77,8 +80,12 @@ def layout(world, target, alpha, num_particles, repeats, device) -> dict:
         contenders = {"decode_before": old_decode, "decode_after": lambda: world.decode(z)}
     else:
         contenders = {}
-    contenders.update({"classify_before": lambda: torch.softmax(nchw_classifier(images), -1),
-                       "classify_after": lambda: world.classify(images)})
+    contenders.update(
+        {
+            "classify_before": lambda: torch.softmax(nchw_classifier(images), -1),
+            "classify_after": lambda: world.classify(images),
+        }
+    )
     with torch.no_grad():
         largest = max(float((contenders["classify_before"]() - contenders["classify_after"]()).abs().max()), 0.0)
         if "decode_before" in contenders:
@@ -87,9 +94,13 @@ def layout(world, target, alpha, num_particles, repeats, device) -> dict:
     out = {f"{name}_ms": 1e3 * value for name, value in times.items()}
     before = times["classify_before"] + times.get("decode_before", 0.0)
     after = times["classify_after"] + times.get("decode_after", 0.0)
-    out.update({"speedup_classify": times["classify_before"] / times["classify_after"],
-                "speedup_forward_excluding_render" if "decode_before" not in times else "speedup_forward": before / after,
-                "max_abs_difference": largest})
+    out.update(
+        {
+            "speedup_classify": times["classify_before"] / times["classify_after"],
+            "speedup_forward_excluding_render" if "decode_before" not in times else "speedup_forward": before / after,
+            "max_abs_difference": largest,
+        }
+    )
     return out
 
 
@@ -102,14 +113,19 @@ def threads(world, target, alpha, num_particles, repeats, device) -> dict:
             torch.set_num_threads(count)
             with torch.no_grad():
                 world.predict(z)
+
         return run
 
     try:
         times = interleaved({"1": with_threads(1), "2": with_threads(2)}, repeats, device)
     finally:
         torch.set_num_threads(original)
-    return {"one_thread_ms": 1e3 * times["1"], "two_threads_ms": 1e3 * times["2"],
-            "two_over_one": times["2"] / times["1"], "load_average": load_average()}
+    return {
+        "one_thread_ms": 1e3 * times["1"],
+        "two_threads_ms": 1e3 * times["2"],
+        "two_over_one": times["2"] / times["1"],
+        "load_average": load_average(),
+    }
 
 
 def compiled(world, target, alpha, num_particles, repeats, device, typical_steps=1000) -> dict:
@@ -130,17 +146,31 @@ def compiled(world, target, alpha, num_particles, repeats, device, typical_steps
     with torch.no_grad():
         times = interleaved({"eager": eager, "compiled": lambda: compiled_predict(z)}, repeats, device)
     saved = times["eager"] - times["compiled"]
-    return {"compile_s": compile_s, "eager_ms": 1e3 * times["eager"], "compiled_ms": 1e3 * times["compiled"],
-            "speedup": times["eager"] / times["compiled"],
-            "break_even_steps": (compile_s / saved) if saved > 0 else None,
-            "wins_in_typical_run": bool(saved > 0 and compile_s < saved * typical_steps),
-            "typical_steps": typical_steps, "max_abs_difference": float((reference - result).abs().max())}
+    return {
+        "compile_s": compile_s,
+        "eager_ms": 1e3 * times["eager"],
+        "compiled_ms": 1e3 * times["compiled"],
+        "speedup": times["eager"] / times["compiled"],
+        "break_even_steps": (compile_s / saved) if saved > 0 else None,
+        "wins_in_typical_run": bool(saved > 0 and compile_s < saved * typical_steps),
+        "typical_steps": typical_steps,
+        "max_abs_difference": float((reference - result).abs().max()),
+    }
 
 
 def bfloat16(world, target, alpha, num_particles, repeats, device, steps=40, spec="ambiguous") -> dict:
     """Autocast to bfloat16: speed, and its effect on predictions and Delta of level-set samples."""
-    post = pls.sample(world, spec, alpha=alpha, num_particles=num_particles, warmup=steps // 2,
-                      steps=steps - steps // 2, seed=3, device=str(device), progress=False)
+    post = pls.sample(
+        world,
+        spec,
+        alpha=alpha,
+        num_particles=num_particles,
+        warmup=steps // 2,
+        steps=steps - steps // 2,
+        seed=3,
+        device=str(device),
+        progress=False,
+    )
     z = post.z.to(device)
     device_type = torch.device(device).type
 
@@ -152,12 +182,16 @@ def bfloat16(world, target, alpha, num_particles, repeats, device, steps=40, spe
         full, half = world.predict(z), low()
         times = interleaved({"float32": lambda: world.predict(z), "bfloat16": low}, repeats, device)
     target_cpu = target.cpu()
-    return {"float32_ms": 1e3 * times["float32"], "bfloat16_ms": 1e3 * times["bfloat16"],
-            "speedup": times["float32"] / times["bfloat16"],
-            "delta_float32": metrics.delta(target_cpu, full.cpu()), "delta_bfloat16": metrics.delta(target_cpu, half.cpu()),
-            "mean_abs_prediction_change": float((full - half).abs().mean()),
-            "max_abs_prediction_change": float((full - half).abs().max()),
-            "samples": f"final states of pls.sample(N={num_particles}, {steps} steps, target {spec})"}
+    return {
+        "float32_ms": 1e3 * times["float32"],
+        "bfloat16_ms": 1e3 * times["bfloat16"],
+        "speedup": times["float32"] / times["bfloat16"],
+        "delta_float32": metrics.delta(target_cpu, full.cpu()),
+        "delta_bfloat16": metrics.delta(target_cpu, half.cpu()),
+        "mean_abs_prediction_change": float((full - half).abs().mean()),
+        "max_abs_prediction_change": float((full - half).abs().max()),
+        "samples": f"final states of pls.sample(N={num_particles}, {steps} steps, target {spec})",
+    }
 
 
 def rendering(world, target, alpha, num_particles, repeats, device, chunks=(64, 256, 1024)) -> dict:
@@ -174,13 +208,16 @@ def rendering(world, target, alpha, num_particles, repeats, device, chunks=(64, 
                     world.decode(z)
                 finally:
                     render.CHUNK = original
+
             return run
 
         contenders.update({f"render_chunk_{size}": chunked(size) for size in chunks})
         times = interleaved(contenders, repeats, device)
-    return {**{f"{name}_ms": 1e3 * value for name, value in times.items()},
-            "render_share_of_forward": times["render"] / (times["render"] + times["classify"]),
-            "current_chunk": render.CHUNK}
+    return {
+        **{f"{name}_ms": 1e3 * value for name, value in times.items()},
+        "render_share_of_forward": times["render"] / (times["render"] + times["classify"]),
+        "current_chunk": render.CHUNK,
+    }
 
 
 def trace_overhead(world, target, alpha, num_particles, repeats, device) -> dict:
@@ -189,11 +226,24 @@ def trace_overhead(world, target, alpha, num_particles, repeats, device) -> dict
     with torch.no_grad():
         a, b = lean(z_unconstrained), traced(z_unconstrained)
         equal = all(torch.equal(x, y) for x, y in zip(a, b))
-        times = interleaved({"forward": lambda: world.classify(world.decode(z)), "lean": lambda: lean(z_unconstrained),
-                             "trace": lambda: traced(z_unconstrained)}, repeats, device)
-    return {"forward_ms": 1e3 * times["forward"], "lean_ms": 1e3 * times["lean"], "trace_ms": 1e3 * times["trace"],
-            "trace_over_forward": times["trace"] / times["forward"], "lean_over_forward": times["lean"] / times["forward"],
-            "trace_over_lean": times["trace"] / times["lean"], "bitwise_equal": bool(equal)}
+        times = interleaved(
+            {
+                "forward": lambda: world.classify(world.decode(z)),
+                "lean": lambda: lean(z_unconstrained),
+                "trace": lambda: traced(z_unconstrained),
+            },
+            repeats,
+            device,
+        )
+    return {
+        "forward_ms": 1e3 * times["forward"],
+        "lean_ms": 1e3 * times["lean"],
+        "trace_ms": 1e3 * times["trace"],
+        "trace_over_forward": times["trace"] / times["forward"],
+        "lean_over_forward": times["lean"] / times["forward"],
+        "trace_over_lean": times["trace"] / times["lean"],
+        "bitwise_equal": bool(equal),
+    }
 
 
 def chunking(world, target, alpha, num_particles, repeats, device, sizes=(256, 512, 1024)) -> dict:
@@ -210,17 +260,30 @@ def chunking(world, target, alpha, num_particles, repeats, device, sizes=(256, 5
                     return world.classify(world.decode(z))
             finally:
                 chunks.CHUNK = original
+
         return run
 
     contenders = {"whole": with_chunk(10**12), **{str(size): with_chunk(size) for size in sizes}}
     with torch.no_grad():
         difference = float((contenders["whole"]() - with_chunk(original)()).abs().max())
     times = interleaved(contenders, repeats, device)
-    return {"num_particles": num_particles, "whole_ms": 1e3 * times["whole"],
-            **{f"chunk_{size}_ms": 1e3 * times[str(size)] for size in sizes},
-            "default_chunk": original, "speedup_default": times["whole"] / times[str(original)] if str(original) in times else None,
-            "max_abs_difference": difference}
+    return {
+        "num_particles": num_particles,
+        "whole_ms": 1e3 * times["whole"],
+        **{f"chunk_{size}_ms": 1e3 * times[str(size)] for size in sizes},
+        "default_chunk": original,
+        "speedup_default": times["whole"] / times[str(original)] if str(original) in times else None,
+        "max_abs_difference": difference,
+    }
 
 
-EXPERIMENTS = {"grad_mode": grad_mode, "layout": layout, "threads": threads, "compile": compiled,
-               "bfloat16": bfloat16, "render": rendering, "chunk": chunking, "trace": trace_overhead}
+EXPERIMENTS = {
+    "grad_mode": grad_mode,
+    "layout": layout,
+    "threads": threads,
+    "compile": compiled,
+    "bfloat16": bfloat16,
+    "render": rendering,
+    "chunk": chunking,
+    "trace": trace_overhead,
+}

@@ -32,14 +32,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+import exact_worlds  # noqa: E402
+import floor as floor_module  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from timing import load_average  # noqa: E402
 
 import pplevelset as pls  # noqa: E402
 from pplevelset.diagnostics import az  # noqa: E402
-import exact_worlds  # noqa: E402
-import floor as floor_module  # noqa: E402
-from timing import load_average  # noqa: E402
 
 RHAT_OK = 1.05
 KERNELS = ("rwmh", "ensemble")
@@ -59,24 +59,48 @@ def _bands(world):
 def _toy_pieces():
     pieces = exact_worlds.ToyPieces("ambiguous", exact_worlds.ALPHA)
     return pieces.world, "ambiguous", exact_worlds.ALPHA, pieces.piece, pieces.exact_masses()
-REAL = [("mnist-vae", "1=0.46,7=0.46", 10.0), ("mnist-vae", "1=0.46,7=0.46", 100.0),
-        ("mnist-vae", "ambiguous", 10.0), ("mnist-vae", "ambiguous", 100.0),
-        ("houses", "ambiguous", 10.0), ("houses-circles", "ambiguous", 10.0)]
-SIZES = {"default": dict(num_particles=1000, warmup=500, steps=500, smc_factor=4, floor_repeats=7),
-         "tiny": dict(num_particles=40, warmup=10, steps=10, smc_factor=1, floor_repeats=1)}
+
+
+REAL = [
+    ("mnist-vae", "1=0.46,7=0.46", 10.0),
+    ("mnist-vae", "1=0.46,7=0.46", 100.0),
+    ("mnist-vae", "ambiguous", 10.0),
+    ("mnist-vae", "ambiguous", 100.0),
+    ("houses", "ambiguous", 10.0),
+    ("houses-circles", "ambiguous", 10.0),
+]
+SIZES = {
+    "default": dict(num_particles=1000, warmup=500, steps=500, smc_factor=4, floor_repeats=7),
+    "tiny": dict(num_particles=40, warmup=10, steps=10, smc_factor=1, floor_repeats=1),
+}
 
 
 def run_kernel(world, spec, alpha, kernel, sizes, seed=0) -> tuple[pls.LevelSetPosterior, dict]:
-    post = pls.sample(world, spec, alpha=alpha, num_particles=sizes["num_particles"], warmup=sizes["warmup"],
-                      steps=sizes["steps"], kernel=kernel, seed=seed, progress=False)
+    post = pls.sample(
+        world,
+        spec,
+        alpha=alpha,
+        num_particles=sizes["num_particles"],
+        warmup=sizes["warmup"],
+        steps=sizes["steps"],
+        kernel=kernel,
+        seed=seed,
+        progress=False,
+    )
     conv = post.convergence()
     steps = sizes["warmup"] + sizes["steps"]
     converged = conv["rhat_max"] <= RHAT_OK
-    row = {"kernel": kernel, "rhat_max": conv["rhat_max"], "ess_bulk_min": conv["ess_bulk_min"],
-           "elapsed_s": post.elapsed_s, "s_per_step": post.elapsed_s / steps, "converged": bool(converged),
-           "ess_per_s": conv["ess_bulk_min"] / post.elapsed_s if converged else None,
-           "acceptance_rate": float(post.traces["acceptance_rate"].mean()),
-           "move_acceptance": post.stats.get("move_acceptance")}
+    row = {
+        "kernel": kernel,
+        "rhat_max": conv["rhat_max"],
+        "ess_bulk_min": conv["ess_bulk_min"],
+        "elapsed_s": post.elapsed_s,
+        "s_per_step": post.elapsed_s / steps,
+        "converged": bool(converged),
+        "ess_per_s": conv["ess_bulk_min"] / post.elapsed_s if converged else None,
+        "acceptance_rate": float(post.traces["acceptance_rate"].mean()),
+        "move_acceptance": post.stats.get("move_acceptance"),
+    }
     return post, row
 
 
@@ -90,8 +114,15 @@ def exact_rows(sizes) -> list[dict]:
             post, row = run_kernel(world, spec, alpha, kernel, sizes)
             pieces = piece_of(post.traces["z"].reshape(-1, post.z.shape[-1]))
             masses = np.bincount(np.asarray(pieces), minlength=len(exact)) / np.asarray(pieces).size
-            row.update(target=name, spec=spec, alpha=alpha, masses=masses.tolist(), exact=exact.tolist(),
-                       max_mass_error=float(np.abs(masses - exact).max()), load_average=load_average())
+            row.update(
+                target=name,
+                spec=spec,
+                alpha=alpha,
+                masses=masses.tolist(),
+                exact=exact.tolist(),
+                max_mass_error=float(np.abs(masses - exact).max()),
+                load_average=load_average(),
+            )
             out.append(row)
     return out
 
@@ -118,12 +149,21 @@ def real_rows(sizes) -> list[dict]:
             mean, error = mean_and_error(post.traces["prediction_probs"].numpy())
             z_scores = (mean - smc_mean) / np.sqrt(error**2 + smc_error**2)
             top = np.argsort(-smc_mean)[:2]
-            row.update(target=f"{world_name} {spec}", world=world_name, spec=spec, alpha=alpha,
-                       classes=[str(c) for c in world.classes], mean_prediction=mean.tolist(),
-                       smc_mean_prediction=smc_mean.tolist(), smc_elapsed_s=smc.elapsed_s,
-                       smc_particles=smc_particles, top_classes=[str(world.classes[i]) for i in top],
-                       max_abs_z_vs_smc=float(np.abs(z_scores).max()),
-                       max_abs_diff_vs_smc=float(np.abs(mean - smc_mean).max()), load_average=load_average())
+            row.update(
+                target=f"{world_name} {spec}",
+                world=world_name,
+                spec=spec,
+                alpha=alpha,
+                classes=[str(c) for c in world.classes],
+                mean_prediction=mean.tolist(),
+                smc_mean_prediction=smc_mean.tolist(),
+                smc_elapsed_s=smc.elapsed_s,
+                smc_particles=smc_particles,
+                top_classes=[str(world.classes[i]) for i in top],
+                max_abs_z_vs_smc=float(np.abs(z_scores).max()),
+                max_abs_diff_vs_smc=float(np.abs(mean - smc_mean).max()),
+                load_average=load_average(),
+            )
             out.append(row)
     return out
 
@@ -135,8 +175,9 @@ def floor_rows(sizes) -> list[dict]:
         target = pls.parse_target("ambiguous", world.classes)
         for kernel in KERNELS:
             log(f"floor {world_name} N={sizes['num_particles']} {kernel}")
-            result = floor_module.measure_floor(world, target, 10.0, sizes["num_particles"], sizes["floor_repeats"],
-                                                torch.device("cpu"), kernel=kernel)
+            result = floor_module.measure_floor(
+                world, target, 10.0, sizes["num_particles"], sizes["floor_repeats"], torch.device("cpu"), kernel=kernel
+            )
             rows.append({"world": world_name, "kernel": kernel, "num_particles": sizes["num_particles"], **result})
     return rows
 
@@ -153,19 +194,30 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore")
     sizes = SIZES["tiny" if args.tiny else "default"]
     start = time.perf_counter()
-    results = {"mode": "tiny" if args.tiny else "default", "sizes": sizes, "rhat_ok": RHAT_OK,
-               "command": " ".join(["python benchmarks/population.py", *sys.argv[1:]]),
-               "torch_threads": torch.get_num_threads(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-               "exact": exact_rows(sizes), "real": real_rows(sizes), "floor": floor_rows(sizes)}
+    results = {
+        "mode": "tiny" if args.tiny else "default",
+        "sizes": sizes,
+        "rhat_ok": RHAT_OK,
+        "command": " ".join(["python benchmarks/population.py", *sys.argv[1:]]),
+        "torch_threads": torch.get_num_threads(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "exact": exact_rows(sizes),
+        "real": real_rows(sizes),
+        "floor": floor_rows(sizes),
+    }
     results["elapsed_s"] = time.perf_counter() - start
-    args.out.write_text(json.dumps(results, indent=1, default=lambda v: None if isinstance(v, float) and not math.isfinite(v) else v) + "\n")
+    args.out.write_text(
+        json.dumps(results, indent=1, default=lambda v: None if isinstance(v, float) and not math.isfinite(v) else v)
+        + "\n"
+    )
     log(f"wrote {args.out} in {results['elapsed_s']:.0f} s")
     if not args.tiny:  # BENCHMARKS.md is rendered from every results file, as benchmarks/run.py does
         import report
 
         sources = sorted(HERE.glob("results*.json"), key=report.order)
         (HERE.parent / "BENCHMARKS.md").write_text(
-            report.render([json.loads(path.read_text()) | {"_file": path.name} for path in sources]))
+            report.render([json.loads(path.read_text()) | {"_file": path.name} for path in sources])
+        )
         log("wrote BENCHMARKS.md")
     return 0
 

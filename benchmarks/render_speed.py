@@ -36,8 +36,10 @@ def main() -> None:
     with torch.inference_mode():
         plain = median_ms(lambda: draw(z, circle=False), args.repeats)
         circled = median_ms(lambda: draw(z, circle=True), args.repeats)
-    print(f"render {args.n} images 64x64: {plain:.1f} ms houses, {circled:.1f} ms with circles "
-          f"(median of {args.repeats}, {torch.get_num_threads()} threads, torch {torch.__version__})")
+    print(
+        f"render {args.n} images 64x64: {plain:.1f} ms houses, {circled:.1f} ms with circles "
+        f"(median of {args.repeats}, {torch.get_num_threads()} threads, torch {torch.__version__})"
+    )
 
 
 if __name__ == "__main__":

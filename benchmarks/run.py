@@ -31,46 +31,95 @@ import warnings  # noqa: E402
 
 warnings.filterwarnings("ignore", message="ArviZ is undergoing")
 
-import torch  # noqa: E402
-
-import pplevelset as pls  # noqa: E402
-from pplevelset.infer.config import resolve_device  # noqa: E402
 import floor as floor_module  # noqa: E402
 import optimisations  # noqa: E402
 import report  # noqa: E402
 import samplers  # noqa: E402
 import scaling  # noqa: E402
+import torch  # noqa: E402
 from timing import load_average  # noqa: E402
+
+import pplevelset as pls  # noqa: E402
+from pplevelset.infer.config import resolve_device  # noqa: E402
 
 METHODS = tuple(samplers.RUNNERS)
 ALPHA = 10.0
 # two-class targets: MNIST as in the paper (a 1 that is also a 7); houses has only two classes, so
 # "two-class" is a lean, not a tie: 70% house sits between the boundary (ambiguous) and the bulk
 # of the house class (house=0.999, where the prior already matches and every sampler has it easy)
-TWO_CLASS = {"mnist-vae": "1=0.46,7=0.46", "mnist-gan": "1=0.46,7=0.46", "houses": "house=0.7",
-             "houses-circles": "house=0.7"}
+TWO_CLASS = {
+    "mnist-vae": "1=0.46,7=0.46",
+    "mnist-gan": "1=0.46,7=0.46",
+    "houses": "house=0.7",
+    "houses-circles": "house=0.7",
+}
 
 MODES = {
     # make bench: under 10 minutes on 2 cores. Short budgets are mostly warm-up: read them as
     # "what each method delivers in its first 15 seconds"; --full gives the settled comparison.
-    "quick": dict(budget_s=15.0, rwmh_particles=1000, nuts_particles=4, smc_particles=1000, populations=4,
-                  moves=10, floor_sizes=(100, 1000, 10000), floor_repeats={100: 15, 1000: 7, 10000: 5},
-                  scaling_n=(100, 1000, 3000), scaling_steps=10, scaling_warmup=2,
-                  scaling_t=(100, 1000), scaling_t_particles=10000, scaling_t_worlds=("toy",),
-                  optim_particles=1000, optim_repeats=7, trace_sizes=(100, 1000),
-                  optimisations=("grad_mode", "layout", "threads", "render", "chunk", "trace"), chunk_sizes=(1000, 3000)),
-    "full": dict(budget_s=120.0, rwmh_particles=1000, nuts_particles=16, smc_particles=1000, populations=4,
-                 moves=10, floor_sizes=(100, 1000, 10000), floor_repeats={100: 40, 1000: 15, 10000: 5},
-                 scaling_n=(100, 300, 1000, 3000, 10000), scaling_steps=20, scaling_warmup=5,
-                 scaling_t=(100, 1000, 3000), scaling_t_particles=10000, scaling_t_worlds=("toy",),
-                 optim_particles=1000, optim_repeats=15, trace_sizes=(100, 1000, 10000),
-                 optimisations=tuple(optimisations.EXPERIMENTS), chunk_sizes=(1000, 3000, 10000)),
-    "tiny": dict(budget_s=1.0, rwmh_particles=40, nuts_particles=4, smc_particles=40, populations=2,
-                 moves=2, floor_sizes=(100,), floor_repeats={100: 2},
-                 scaling_n=(50,), scaling_steps=3, scaling_warmup=1,
-                 scaling_t=(), scaling_t_particles=20, scaling_t_worlds=(),
-                 optim_particles=50, optim_repeats=1, trace_sizes=(50,),
-                 optimisations=("grad_mode", "threads", "bfloat16", "trace"), chunk_sizes=(50,)),
+    "quick": dict(
+        budget_s=15.0,
+        rwmh_particles=1000,
+        nuts_particles=4,
+        smc_particles=1000,
+        populations=4,
+        moves=10,
+        floor_sizes=(100, 1000, 10000),
+        floor_repeats={100: 15, 1000: 7, 10000: 5},
+        scaling_n=(100, 1000, 3000),
+        scaling_steps=10,
+        scaling_warmup=2,
+        scaling_t=(100, 1000),
+        scaling_t_particles=10000,
+        scaling_t_worlds=("toy",),
+        optim_particles=1000,
+        optim_repeats=7,
+        trace_sizes=(100, 1000),
+        optimisations=("grad_mode", "layout", "threads", "render", "chunk", "trace"),
+        chunk_sizes=(1000, 3000),
+    ),
+    "full": dict(
+        budget_s=120.0,
+        rwmh_particles=1000,
+        nuts_particles=16,
+        smc_particles=1000,
+        populations=4,
+        moves=10,
+        floor_sizes=(100, 1000, 10000),
+        floor_repeats={100: 40, 1000: 15, 10000: 5},
+        scaling_n=(100, 300, 1000, 3000, 10000),
+        scaling_steps=20,
+        scaling_warmup=5,
+        scaling_t=(100, 1000, 3000),
+        scaling_t_particles=10000,
+        scaling_t_worlds=("toy",),
+        optim_particles=1000,
+        optim_repeats=15,
+        trace_sizes=(100, 1000, 10000),
+        optimisations=tuple(optimisations.EXPERIMENTS),
+        chunk_sizes=(1000, 3000, 10000),
+    ),
+    "tiny": dict(
+        budget_s=1.0,
+        rwmh_particles=40,
+        nuts_particles=4,
+        smc_particles=40,
+        populations=2,
+        moves=2,
+        floor_sizes=(100,),
+        floor_repeats={100: 2},
+        scaling_n=(50,),
+        scaling_steps=3,
+        scaling_warmup=1,
+        scaling_t=(),
+        scaling_t_particles=20,
+        scaling_t_worlds=(),
+        optim_particles=50,
+        optim_repeats=1,
+        trace_sizes=(50,),
+        optimisations=("grad_mode", "threads", "bfloat16", "trace"),
+        chunk_sizes=(50,),
+    ),
 }
 
 
@@ -101,17 +150,32 @@ def machine_facts(args, device) -> dict:
     import pyro
 
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         commit = None
-    facts = {"cpu_model": model, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-             "torch_interop_threads": torch.get_num_interop_threads(), "device": str(device),
-             "python": platform.python_version(), "torch": torch.__version__, "pyro": pyro.__version__,
-             "arviz": arviz.__version__, "numpy": numpy.__version__, "pplevelset": pls.__version__,
-             "platform": platform.platform(), "git_commit": commit,
-             "command": " ".join(["python benchmarks/run.py", *sys.argv[1:]]),
-             "load_average_start": load_average(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    facts = {
+        "cpu_model": model,
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "device": str(device),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "pyro": pyro.__version__,
+        "arviz": arviz.__version__,
+        "numpy": numpy.__version__,
+        "pplevelset": pls.__version__,
+        "platform": platform.platform(),
+        "git_commit": commit,
+        "command": " ".join(["python benchmarks/run.py", *sys.argv[1:]]),
+        "load_average_start": load_average(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
     if torch.device(device).type == "cuda":
         facts["gpu"] = torch.cuda.get_device_name()
     return facts
@@ -129,15 +193,31 @@ def compare(world, settings, methods, device, seed) -> dict:
         for method in methods:
             log(f"{world.name} {target_name} ({spec}): {method} for {settings['budget_s']:g} s")
             details[method] = samplers.measure(
-                method, world, spec, target, ALPHA, settings["budget_s"], seed, device,
-                num_particles=settings["rwmh_particles"], nuts_particles=settings["nuts_particles"],
-                smc_particles=settings["smc_particles"], populations=settings["populations"], moves=settings["moves"])
+                method,
+                world,
+                spec,
+                target,
+                ALPHA,
+                settings["budget_s"],
+                seed,
+                device,
+                num_particles=settings["rwmh_particles"],
+                nuts_particles=settings["nuts_particles"],
+                smc_particles=settings["smc_particles"],
+                populations=settings["populations"],
+                moves=settings["moves"],
+            )
             details[method]["load_average"] = load_average()
-        out[target_name] = {"spec": spec, "alpha": ALPHA, "budget_s": settings["budget_s"],
-                            "ess_per_s": {m: d["ess_per_s"] for m, d in details.items()},
-                            "hits_per_s": {m: d["hits_per_s"] for m, d in details.items()},
-                            "rhat": {m: d["rhat"] for m, d in details.items()},
-                            "ratios": ratios(details), "details": details}
+        out[target_name] = {
+            "spec": spec,
+            "alpha": ALPHA,
+            "budget_s": settings["budget_s"],
+            "ess_per_s": {m: d["ess_per_s"] for m, d in details.items()},
+            "hits_per_s": {m: d["hits_per_s"] for m, d in details.items()},
+            "rhat": {m: d["rhat"] for m, d in details.items()},
+            "ratios": ratios(details),
+            "details": details,
+        }
     return out
 
 
@@ -153,7 +233,7 @@ def ratios(details: dict) -> dict:
         if method == "rwmh":
             continue
         entry = {}
-        for key, count in (("ess_per_s", "ess"), ("hits_per_s", "hits")):
+        for key in ("ess_per_s", "hits_per_s"):
             rate = other[key]
             if not (ours[key] and ours[key] > 0) and not (rate and rate > 0):
                 entry[key], entry[key + "_at_least"] = None, False
@@ -183,13 +263,25 @@ def run_scaling(world_names, settings, device, threads) -> dict:
     for name in world_names:
         for n in settings["scaling_n"]:
             log(f"scaling {name} N={n} T={settings['scaling_steps']}")
-            rows.append({"axis": "N", **scaling.run_child(name, n, settings["scaling_warmup"], settings["scaling_steps"],
-                                                          str(device), threads)})
+            rows.append(
+                {
+                    "axis": "N",
+                    **scaling.run_child(
+                        name, n, settings["scaling_warmup"], settings["scaling_steps"], str(device), threads
+                    ),
+                }
+            )
     for name in settings["scaling_t_worlds"]:
         for t in settings["scaling_t"]:
             log(f"scaling {name} N={settings['scaling_t_particles']} T={t}")
-            rows.append({"axis": "T", **scaling.run_child(name, settings["scaling_t_particles"], settings["scaling_warmup"],
-                                                          t, str(device), threads)})
+            rows.append(
+                {
+                    "axis": "T",
+                    **scaling.run_child(
+                        name, settings["scaling_t_particles"], settings["scaling_warmup"], t, str(device), threads
+                    ),
+                }
+            )
     return {"rows": rows}
 
 
@@ -209,11 +301,15 @@ def run_optimisations(world, settings, device) -> dict:
         log(f"optimisation {world.name}: {name}")
         try:
             if name == "trace":
-                out[name] = {str(size): experiment(world, target, ALPHA, size, repeats, device)
-                             for size in settings["trace_sizes"]}
+                out[name] = {
+                    str(size): experiment(world, target, ALPHA, size, repeats, device)
+                    for size in settings["trace_sizes"]
+                }
             elif name == "chunk":
-                out[name] = {str(size): experiment(world, target, ALPHA, size, max(3, repeats // 3), device)
-                             for size in settings["chunk_sizes"]}
+                out[name] = {
+                    str(size): experiment(world, target, ALPHA, size, max(3, repeats // 3), device)
+                    for size in settings["chunk_sizes"]
+                }
             else:
                 out[name] = experiment(world, target, ALPHA, n, repeats, device)
         except Exception as exc:  # one failed experiment should not sink the suite
@@ -230,21 +326,28 @@ def goals(results: dict, worlds: list[str]) -> dict:
         for baseline in ("pyro_nuts_single", "pyro_rw_single"):
             if baseline in r:
                 out[f"mnist-vae ESS/s rwmh over {baseline} >= 10 at R-hat <= 1.05 (two-class)"] = {
-                    "ratio": r[baseline]["ess_per_s"], "ratio_is_lower_bound": r[baseline]["ess_per_s_at_least"],
+                    "ratio": r[baseline]["ess_per_s"],
+                    "ratio_is_lower_bound": r[baseline]["ess_per_s_at_least"],
                     "rhat_rwmh": two["rhat"].get("rwmh"),
                     "met": bool(r[baseline]["ess_per_s"] >= 10 and (two["rhat"].get("rwmh") or math.inf) <= 1.05),
-                    "ratio_met": bool(r[baseline]["ess_per_s"] >= 10)}
+                    "ratio_met": bool(r[baseline]["ess_per_s"] >= 10),
+                }
     for world in worlds:
         amb = results.get(world, {}).get("ambiguous", {})
         if "prior_rejection" in amb.get("ratios", {}):
             entry = amb["ratios"]["prior_rejection"]
             out[f"{world} ambiguous hits/s rwmh over prior_rejection >= 100"] = {
-                "ratio": entry["hits_per_s"], "ratio_is_lower_bound": entry["hits_per_s_at_least"],
-                "met": entry["hits_per_s"] is not None and entry["hits_per_s"] >= 100}
+                "ratio": entry["hits_per_s"],
+                "ratio_is_lower_bound": entry["hits_per_s_at_least"],
+                "met": entry["hits_per_s"] is not None and entry["hits_per_s"] >= 100,
+            }
     for world, by_n in results.get("floor", {}).items():
         big = {n: r for n, r in by_n.items() if int(n) >= 1000}
         if big:
-            out[f"{world} step / bare forward <= 1.10 at N >= 1000"] = {"ratios": big, "met": all(r <= 1.10 for r in big.values())}
+            out[f"{world} step / bare forward <= 1.10 at N >= 1000"] = {
+                "ratios": big,
+                "met": all(r <= 1.10 for r in big.values()),
+            }
     return out
 
 
@@ -253,14 +356,21 @@ def main(argv=None) -> None:
     parser.add_argument("--full", action="store_true", help="longer budgets and more sizes")
     parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run (tests)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", default="auto",
-                        help="torch threads for every contender; auto (default): the cores the 1-minute load "
-                             "average leaves free, at least 1 (on a busy 2-core machine 2 threads ran 2-2.6x slower "
-                             "than 1, on a quiet one 1.6x faster: see the threads experiment)")
+    parser.add_argument(
+        "--threads",
+        default="auto",
+        help="torch threads for every contender; auto (default): the cores the 1-minute load "
+        "average leaves free, at least 1 (on a busy 2-core machine 2 threads ran 2-2.6x slower "
+        "than 1, on a quiet one 1.6x faster: see the threads experiment)",
+    )
     parser.add_argument("--worlds", nargs="+", default=["mnist-vae", "houses"])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--sections", nargs="+", default=["compare", "floor", "scaling", "optimisations"],
-                        choices=["compare", "floor", "scaling", "optimisations"])
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        default=["compare", "floor", "scaling", "optimisations"],
+        choices=["compare", "floor", "scaling", "optimisations"],
+    )
     parser.add_argument("--budget", type=float, default=None, help="seconds per sampler (overrides the mode)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-json", default=None)

@@ -45,12 +45,12 @@ from pyro.infer import NUTS, RandomWalkKernel
 from pyro.infer.autoguide.initialization import init_to_sample
 from scipy.optimize import minimize
 from scipy.special import gammaln
+from timing import sync
 
 import pplevelset as pls
 from pplevelset.infer.mcmc import initial_positions
 from pplevelset.metrics import total_variation
 from pplevelset.model import PROBS_EPS, ParticleDensity, level_set_model
-from timing import sync
 
 logging.getLogger("arviz").setLevel(logging.ERROR)  # "shape validation failed" for one short chain
 
@@ -83,7 +83,7 @@ def ess_rhat(z: np.ndarray) -> tuple[float, float]:
             if z.shape[1] < 8:
                 return ess, math.nan
             half = z.shape[1] // 2
-            data = az.convert_to_dataset({"z": np.stack([z[0, :half], z[0, half:2 * half]])})
+            data = az.convert_to_dataset({"z": np.stack([z[0, :half], z[0, half : 2 * half]])})
         return ess, float(np.nanmax(az.rhat(data)["z"].values))
 
 
@@ -106,9 +106,11 @@ def classify_samples(world, z: np.ndarray, device, batch: int = 2000) -> np.ndar
 
 # --- the likelihood bound for exact rejection ----------------------------------------------------
 
+
 def log_dirichlet(target: np.ndarray, concentration: np.ndarray) -> np.ndarray:
-    return (gammaln(concentration.sum(-1)) - gammaln(concentration).sum(-1)
-            + ((concentration - 1) * np.log(target)).sum(-1))
+    return (
+        gammaln(concentration.sum(-1)) - gammaln(concentration).sum(-1) + ((concentration - 1) * np.log(target)).sum(-1)
+    )
 
 
 @functools.lru_cache(maxsize=32)
@@ -140,38 +142,81 @@ def likelihood_bound(target: torch.Tensor, alpha: float, starts: int = 64, seed:
     log_m = -float(best.fun)
     q_best = np.exp(best.x - best.x.max())
     q_best /= q_best.sum()
-    checks = np.concatenate([rng.dirichlet(np.ones_like(p), 100_000), rng.dirichlet(alpha * p + 1e-3, 100_000),
-                             rng.dirichlet(1e4 * q_best + 1e-3, 10_000)])
+    checks = np.concatenate(
+        [
+            rng.dirichlet(np.ones_like(p), 100_000),
+            rng.dirichlet(alpha * p + 1e-3, 100_000),
+            rng.dirichlet(1e4 * q_best + 1e-3, 10_000),
+        ]
+    )
     check_max = float(log_dirichlet(p, alpha * np.maximum(checks, PROBS_EPS)).max())
     if check_max > log_m + 1e-9:
         raise RuntimeError(f"likelihood bound: a random simplex point ({check_max}) beats the optimiser ({log_m})")
-    return {"log_bound": log_m + 1e-6, "argmax_q": [round(float(v), 6) for v in q_best],
-            "at_target": float(log_dirichlet(p, alpha * np.maximum(p, PROBS_EPS))), "check_max": check_max}
+    return {
+        "log_bound": log_m + 1e-6,
+        "argmax_q": [round(float(v), 6) for v in q_best],
+        "at_target": float(log_dirichlet(p, alpha * np.maximum(p, PROBS_EPS))),
+        "check_max": check_max,
+    }
 
 
 # --- the runners ---------------------------------------------------------------------------------
+
 
 def run_batched(world, spec, target, alpha, budget_s, seed, device, num_particles=1000, kernel="rwmh", **_):
     """A batched kernel of ``pls.sample`` (``rwmh`` or ``ensemble``) sized to the budget."""
     # calibration: two short runs of the driver itself; their difference cancels the fixed costs
     # (prior draws, initial scoring, first-call allocations) that a single short run would spread thin
-    short, longer = (pls.sample(world, spec, alpha=alpha, num_particles=num_particles, warmup=w, steps=t, kernel=kernel,
-                                seed=seed + 7919, device=str(device), progress=False) for w, t in ((2, 2), (5, 10)))
+    short, longer = (
+        pls.sample(
+            world,
+            spec,
+            alpha=alpha,
+            num_particles=num_particles,
+            warmup=w,
+            steps=t,
+            kernel=kernel,
+            seed=seed + 7919,
+            device=str(device),
+            progress=False,
+        )
+        for w, t in ((2, 2), (5, 10))
+    )
     # (floored at half the longer run's average, in case noise makes the difference tiny)
     per_step = max((longer.elapsed_s - short.elapsed_s) / 11, longer.elapsed_s / 17 / 2)
     fixed = max(0.0, short.elapsed_s - 4 * per_step)
     total = min(20_000, max(8, int((budget_s - fixed) / per_step)))
     warmup = total // 2
-    post = pls.sample(world, spec, alpha=alpha, num_particles=num_particles, warmup=warmup, steps=total - warmup,
-                      kernel=kernel, seed=seed, device=str(device), progress=False)
+    post = pls.sample(
+        world,
+        spec,
+        alpha=alpha,
+        num_particles=num_particles,
+        warmup=warmup,
+        steps=total - warmup,
+        kernel=kernel,
+        seed=seed,
+        device=str(device),
+        progress=False,
+    )
     conv = post.convergence()
-    extra = {"calibration_s": short.elapsed_s + longer.elapsed_s, "calibrated_step_s": per_step,
-             "acceptance_rate": float(post.traces["acceptance_rate"].mean()), "burn_in_ok": bool(post.burn_in().ok)}
+    extra = {
+        "calibration_s": short.elapsed_s + longer.elapsed_s,
+        "calibrated_step_s": per_step,
+        "acceptance_rate": float(post.traces["acceptance_rate"].mean()),
+        "burn_in_ok": bool(post.burn_in().ok),
+    }
     if "move_acceptance" in post.stats:
         extra["move_acceptance"] = post.stats["move_acceptance"]
-    return Outcome(post.traces["z"].numpy(), post.traces["prediction_probs"].numpy(), post.elapsed_s,
-                   settings={"num_particles": num_particles, "warmup": warmup, "steps": total - warmup},
-                   ess=conv["ess_bulk_min"], rhat=conv["rhat_max"], extra=extra)
+    return Outcome(
+        post.traces["z"].numpy(),
+        post.traces["prediction_probs"].numpy(),
+        post.elapsed_s,
+        settings={"num_particles": num_particles, "warmup": warmup, "steps": total - warmup},
+        ess=conv["ess_bulk_min"],
+        rhat=conv["rhat_max"],
+        extra=extra,
+    )
 
 
 run_rwmh = functools.partial(run_batched, kernel="rwmh")
@@ -189,8 +234,18 @@ def run_nuts(world, spec, target, alpha, budget_s, seed, device, nuts_particles=
     from pplevelset.infer.config import RunConfig
 
     def run(warmup, steps, run_seed, on_iteration):
-        config = RunConfig.build(world, target, alpha=alpha, kernel="nuts", num_particles=nuts_particles,
-                                 warmup=warmup, steps=steps, seed=run_seed, device=device, progress=False)
+        config = RunConfig.build(
+            world,
+            target,
+            alpha=alpha,
+            kernel="nuts",
+            num_particles=nuts_particles,
+            warmup=warmup,
+            steps=steps,
+            seed=run_seed,
+            device=device,
+            progress=False,
+        )
         density = ParticleDensity(level_set_model, (world, config.target, alpha, nuts_particles))
         try:
             nuts.run(config, density, on_iteration=on_iteration)
@@ -225,8 +280,13 @@ def run_nuts(world, spec, target, alpha, budget_s, seed, device, nuts_particles=
     sync(device)
     elapsed = time.perf_counter() - start
     z = torch.stack(samples, 1).numpy() if samples else np.zeros((nuts_particles, 0, world.latent_dim), np.float32)
-    return Outcome(z, None, elapsed, settings={"num_particles": nuts_particles, "warmup": warmup, "steps": z.shape[1]},
-                   extra={"calibration_s": calibration_s, "warmup_finished": bool(samples)})
+    return Outcome(
+        z,
+        None,
+        elapsed,
+        settings={"num_particles": nuts_particles, "warmup": warmup, "steps": z.shape[1]},
+        extra={"calibration_s": calibration_s, "warmup_finished": bool(samples)},
+    )
 
 
 def _prior_draw_unconstrained(world, target, alpha, seed):
@@ -292,16 +352,30 @@ def run_pyro_nuts_single(world, spec, target, alpha, budget_s, seed, device, **_
     per_iteration = _calibrate_pyro(make, world, target, alpha, seed, device, no_grad=False, iterations=4)
     calibration_s = time.perf_counter() - calibration_start
     warmup = int(min(1000, max(10, 0.4 * budget_s / per_iteration)))
-    z, elapsed, iterations, warmup = _pyro_single_chain(make(), world, target, alpha, budget_s, seed, device, warmup, False)
-    return Outcome(z, None, elapsed, settings={"num_particles": 1, "warmup": warmup, "steps": z.shape[1]},
-                   extra={"calibration_s": calibration_s, "iterations": iterations})
+    z, elapsed, iterations, warmup = _pyro_single_chain(
+        make(), world, target, alpha, budget_s, seed, device, warmup, False
+    )
+    return Outcome(
+        z,
+        None,
+        elapsed,
+        settings={"num_particles": 1, "warmup": warmup, "steps": z.shape[1]},
+        extra={"calibration_s": calibration_s, "iterations": iterations},
+    )
 
 
 def run_pyro_rw_single(world, spec, target, alpha, budget_s, seed, device, **_):
     make = lambda: RandomWalkKernel(level_set_model, target_accept_prob=0.234)
-    z, elapsed, iterations, warmup = _pyro_single_chain(make(), world, target, alpha, budget_s, seed, device, None, True)
-    return Outcome(z, None, elapsed, settings={"num_particles": 1, "warmup": warmup, "steps": z.shape[1]},
-                   extra={"calibration_s": 0.0, "iterations": iterations})
+    z, elapsed, iterations, warmup = _pyro_single_chain(
+        make(), world, target, alpha, budget_s, seed, device, None, True
+    )
+    return Outcome(
+        z,
+        None,
+        elapsed,
+        settings={"num_particles": 1, "warmup": warmup, "steps": z.shape[1]},
+        extra={"calibration_s": 0.0, "iterations": iterations},
+    )
 
 
 def run_prior_rejection(world, spec, target, alpha, budget_s, seed, device, batch=1000, **_):
@@ -330,17 +404,38 @@ def run_prior_rejection(world, spec, target, alpha, budget_s, seed, device, batc
     usable = z.shape[0] // chains * chains
     rhat = ess_rhat(z[:usable].reshape(chains, -1, z.shape[-1]))[1] if usable >= 4 * chains else math.nan
     del density
-    return Outcome(z[None], predictions[None], elapsed, settings={"batch": batch},
-                   ess=float(z.shape[0]), rhat=rhat,
-                   extra={"proposed": proposed, "accepted": int(z.shape[0]), "acceptance_rate": z.shape[0] / max(proposed, 1),
-                          "prior_draws_within_tv": prior_hits, "bound": bound})
+    return Outcome(
+        z[None],
+        predictions[None],
+        elapsed,
+        settings={"batch": batch},
+        ess=float(z.shape[0]),
+        rhat=rhat,
+        extra={
+            "proposed": proposed,
+            "accepted": int(z.shape[0]),
+            "acceptance_rate": z.shape[0] / max(proposed, 1),
+            "prior_draws_within_tv": prior_hits,
+            "bound": bound,
+        },
+    )
 
 
 def run_smc(world, spec, target, alpha, budget_s, seed, device, smc_particles=1000, populations=4, moves=10, **_):
     runs, start = [], time.perf_counter()
     while not runs or time.perf_counter() - start < budget_s:
-        post = pls.sample(world, spec, alpha=alpha, num_particles=smc_particles, kernel="smc", seed=seed + len(runs),
-                          device=str(device), progress=False, populations=populations, moves=moves)
+        post = pls.sample(
+            world,
+            spec,
+            alpha=alpha,
+            num_particles=smc_particles,
+            kernel="smc",
+            seed=seed + len(runs),
+            device=str(device),
+            progress=False,
+            populations=populations,
+            moves=moves,
+        )
         runs.append(post)
         remaining = budget_s - (time.perf_counter() - start)
         if remaining < 0.5 * post.elapsed_s:  # a run cut short would waste its time; start one only if it may fit
@@ -352,10 +447,15 @@ def run_smc(world, spec, target, alpha, budget_s, seed, device, smc_particles=10
     z = np.concatenate([post.z.numpy() for post in runs])[None]
     predictions = np.concatenate([post.predictions().numpy() for post in runs])[None]
     distinct = sum(post.distinct_samples() for post in runs)
-    return Outcome(z, predictions, elapsed, ess=ess, rhat=rhat,
-                   settings={"num_particles": smc_particles, "populations": populations, "moves": moves, "runs": len(runs)},
-                   extra={"distinct_final_particles": distinct,
-                          "temperatures": [post.stats["num_temperatures"] for post in runs]})
+    return Outcome(
+        z,
+        predictions,
+        elapsed,
+        ess=ess,
+        rhat=rhat,
+        settings={"num_particles": smc_particles, "populations": populations, "moves": moves, "runs": len(runs)},
+        extra={"distinct_final_particles": distinct, "temperatures": [post.stats["num_temperatures"] for post in runs]},
+    )
 
 
 RUNNERS = {
@@ -381,7 +481,16 @@ def measure(method, world, spec, target, alpha, budget_s, seed, device, **settin
     hits, distinct = count_hits(outcome.z, predictions, target)
     elapsed = outcome.elapsed_s
     finite = lambda v: None if v is None or not math.isfinite(v) else float(v)
-    return {"ess": finite(ess), "rhat": finite(rhat), "hits": hits, "distinct": distinct, "elapsed_s": elapsed,
-            "ess_per_s": (ess / elapsed) if finite(ess) is not None else 0.0, "hits_per_s": hits / elapsed,
-            "chains": int(outcome.z.shape[0]), "draws": int(outcome.z.shape[1]), "settings": outcome.settings,
-            **outcome.extra}
+    return {
+        "ess": finite(ess),
+        "rhat": finite(rhat),
+        "hits": hits,
+        "distinct": distinct,
+        "elapsed_s": elapsed,
+        "ess_per_s": (ess / elapsed) if finite(ess) is not None else 0.0,
+        "hits_per_s": hits / elapsed,
+        "chains": int(outcome.z.shape[0]),
+        "draws": int(outcome.z.shape[1]),
+        "settings": outcome.settings,
+        **outcome.extra,
+    }

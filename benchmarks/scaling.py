@@ -47,22 +47,38 @@ def child() -> None:
     baseline = _status_mib("VmRSS") if peak_reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    post = pls.sample(world, "ambiguous", num_particles=args.num_particles, warmup=args.warmup,
-                      steps=args.steps, seed=0, device=args.device, progress=False)
+    post = pls.sample(
+        world,
+        "ambiguous",
+        num_particles=args.num_particles,
+        warmup=args.warmup,
+        steps=args.steps,
+        seed=0,
+        device=args.device,
+        progress=False,
+    )
     peak = _status_mib("VmHWM") if peak_reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     n, t, w = args.num_particles, args.steps, args.warmup
     d, classes = world.latent_dim, len(world.classes)
     trace_bytes = FLOAT_BYTES * (n * t * (d + classes + 4) + n * w * 4)
     image = world.decode(world.prior().sample((1,)).to(args.device))
     result = {
-        "world": args.world, "num_particles": n, "warmup": w, "steps": t, "device": args.device,
+        "world": args.world,
+        "num_particles": n,
+        "warmup": w,
+        "steps": t,
+        "device": args.device,
         "threads": torch.get_num_threads(),
-        "step_ms": 1e3 * post.elapsed_s / (w + t + 2), "elapsed_s": post.elapsed_s,
-        "peak_rss_mib": peak, "peak_rss_reset": peak_reset, "baseline_rss_mib": baseline, "sampling_rss_mib": peak - baseline,
+        "step_ms": 1e3 * post.elapsed_s / (w + t + 2),
+        "elapsed_s": post.elapsed_s,
+        "peak_rss_mib": peak,
+        "peak_rss_reset": peak_reset,
+        "baseline_rss_mib": baseline,
+        "sampling_rss_mib": peak - baseline,
         "trace_mib": trace_bytes / 2**20,
         "one_batch_of_images_mib": FLOAT_BYTES * n * image[0].numel() / 2**20,
         "stored_trace_mib": sum(v.numel() * v.element_size() for v in post.traces.values()) / 2**20
-                            + sum(v.numel() * v.element_size() for v in (post.warmup_traces or {}).values()) / 2**20,
+        + sum(v.numel() * v.element_size() for v in (post.warmup_traces or {}).values()) / 2**20,
     }
     if args.device == "cuda":
         result["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
@@ -86,10 +102,21 @@ def _status_mib(field: str) -> float:
     raise KeyError(field)
 
 
-def run_child(world: str, num_particles: int, warmup: int, steps: int, device: str, threads: int,
-              timeout: float = 3600) -> dict:
-    command = [sys.executable, os.path.abspath(__file__), world, str(num_particles), str(warmup), str(steps),
-               "--device", device, "--threads", str(threads)]
+def run_child(
+    world: str, num_particles: int, warmup: int, steps: int, device: str, threads: int, timeout: float = 3600
+) -> dict:
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        world,
+        str(num_particles),
+        str(warmup),
+        str(steps),
+        "--device",
+        device,
+        "--threads",
+        str(threads),
+    ]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     if done.returncode:

@@ -27,9 +27,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
+from timing import interleaved, load_average  # noqa: E402
 
 import pplevelset as pls  # noqa: E402
-from timing import interleaved, load_average  # noqa: E402
 
 MODES = {
     "quick": {"particles_per_target": 100, "warmup": 50, "steps": 50, "repeats": 2, "ray_tasks": 50},
@@ -53,8 +53,7 @@ def batching(world_name: str, kernel: str, settings: dict) -> dict:
     world = pls.load_world(world_name)
     targets = pls.expand_targets(FAMILIES[world_name], world.classes)
     n, count = settings["particles_per_target"], len(targets)
-    common = dict(alpha=10.0, warmup=settings["warmup"], steps=settings["steps"], kernel=kernel, seed=0,
-                  progress=False)
+    common = dict(alpha=10.0, warmup=settings["warmup"], steps=settings["steps"], kernel=kernel, seed=0, progress=False)
     middle = targets[count // 2].spec
     contenders = {
         "sweep": lambda: pls.sweep(world, targets, particles_per_target=n, **common),
@@ -63,14 +62,26 @@ def batching(world_name: str, kernel: str, settings: dict) -> dict:
     }
     log(f"{world_name} {kernel}: K = {count} targets x n = {n}, {settings['warmup']} + {settings['steps']} steps")
     times = interleaved(contenders, settings["repeats"], warm=0)
-    out = {"world": world_name, "family": FAMILIES[world_name], "kernel": kernel, "targets": count,
-           "particles_per_target": n, "warmup": settings["warmup"], "steps": settings["steps"],
-           "seconds": times, "sweep_over_one_run": times["sweep"] / times["one_run"],
-           "separate_over_sweep": times["separate_runs"] / times["sweep"]}
-    out["goals"] = {"sweep <= 1.2x one run": out["sweep_over_one_run"] <= 1.2,
-                    "sweep >= 5x faster than separate runs": out["separate_over_sweep"] >= 5}
-    log(f"  {json.dumps({k: round(v, 2) for k, v in times.items()})}; sweep/one run "
-        f"{out['sweep_over_one_run']:.2f}, separate/sweep {out['separate_over_sweep']:.1f}")
+    out = {
+        "world": world_name,
+        "family": FAMILIES[world_name],
+        "kernel": kernel,
+        "targets": count,
+        "particles_per_target": n,
+        "warmup": settings["warmup"],
+        "steps": settings["steps"],
+        "seconds": times,
+        "sweep_over_one_run": times["sweep"] / times["one_run"],
+        "separate_over_sweep": times["separate_runs"] / times["sweep"],
+    }
+    out["goals"] = {
+        "sweep <= 1.2x one run": out["sweep_over_one_run"] <= 1.2,
+        "sweep >= 5x faster than separate runs": out["separate_over_sweep"] >= 5,
+    }
+    log(
+        f"  {json.dumps({k: round(v, 2) for k, v in times.items()})}; sweep/one run "
+        f"{out['sweep_over_one_run']:.2f}, separate/sweep {out['separate_over_sweep']:.1f}"
+    )
     return out
 
 
@@ -83,10 +94,18 @@ def backends(world_name: str, settings: dict, threads: int) -> dict:
     from pplevelset.audit.execute import execute
     from pplevelset.audit.plan import SweepSettings, build_plan
 
-    plan = build_plan([world_name], [FAMILIES[world_name]], seeds=[0],
-                      settings=SweepSettings(particles_per_target=settings["particles_per_target"],
-                                             warmup=settings["warmup"], steps=settings["steps"], keep=16,
-                                             chunk_size=4))
+    plan = build_plan(
+        [world_name],
+        [FAMILIES[world_name]],
+        seeds=[0],
+        settings=SweepSettings(
+            particles_per_target=settings["particles_per_target"],
+            warmup=settings["warmup"],
+            steps=settings["steps"],
+            keep=16,
+            chunk_size=4,
+        ),
+    )
     chunks = len(plan.chunks())
     quiet = lambda text: None  # noqa: E731
     out: dict = {"world": world_name, "family": FAMILIES[world_name], "items": len(plan.items), "tasks": chunks}
@@ -95,14 +114,19 @@ def backends(world_name: str, settings: dict, threads: int) -> dict:
         local = execute(plan, Path(tmp) / "local", backend="local", progress=False, log=quiet)
         out["local_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads)}})
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads)}},
+        )
         out["ray_init_s"] = time.perf_counter() - start
         start = time.perf_counter()
         remote = execute(plan, Path(tmp) / "ray", backend="ray", progress=False, log=quiet)
         out["ray_s"] = time.perf_counter() - start
-        same = [{k: r.get(k) for k in ("delta", "mean_prediction", "hits_tv_0.1")} for r in local] == \
-               [{k: r.get(k) for k in ("delta", "mean_prediction", "hits_tv_0.1")} for r in remote]
+        same = [{k: r.get(k) for k in ("delta", "mean_prediction", "hits_tv_0.1")} for r in local] == [
+            {k: r.get(k) for k in ("delta", "mean_prediction", "hits_tv_0.1")} for r in remote
+        ]
         out["same_numbers"] = same
         sizes = [sum(p.stat().st_size for p in (Path(tmp) / "ray" / row["run_dir"]).iterdir()) for row in remote]
         out["bytes_per_item"] = sum(sizes) / len(sizes)
@@ -131,22 +155,32 @@ def backends(world_name: str, settings: dict, threads: int) -> dict:
 
 
 def markdown(results: dict) -> str:
-    lines = ["| world, kernel | K x n | one batched sweep | one run of N = K n | K separate runs | sweep / one run "
-             "(goal <= 1.2) | separate / sweep (goal >= 5) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| world, kernel | K x n | one batched sweep | one run of N = K n | K separate runs | sweep / one run "
+        "(goal <= 1.2) | separate / sweep (goal >= 5) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in results["batching"]:
         s = row["seconds"]
-        lines.append(f"| {row['world']}, {row['kernel']} | {row['targets']} x {row['particles_per_target']} | "
-                     f"{s['sweep']:.1f} s | {s['one_run']:.1f} s | {s['separate_runs']:.1f} s | "
-                     f"{row['sweep_over_one_run']:.2f} | {row['separate_over_sweep']:.1f}x |")
+        lines.append(
+            f"| {row['world']}, {row['kernel']} | {row['targets']} x {row['particles_per_target']} | "
+            f"{s['sweep']:.1f} s | {s['one_run']:.1f} s | {s['separate_runs']:.1f} s | "
+            f"{row['sweep_over_one_run']:.2f} | {row['separate_over_sweep']:.1f}x |"
+        )
     ray = results.get("backends")
     if ray:
-        lines += ["", "| backend | items (tasks) | wall | same numbers |", "|---|---|---|---|",
-                  f"| local | {ray['items']} (1 process) | {ray['local_s']:.1f} s | |",
-                  f"| ray, 2 CPUs | {ray['items']} ({ray['tasks']} tasks) | {ray['ray_s']:.1f} s "
-                  f"(+ {ray['ray_init_s']:.1f} s ray.init) | {'yes' if ray['same_numbers'] else 'NO'} |",
-                  "", f"Ray overhead: {ray['noop_tasks_per_s']:.0f} no-op tasks/s, "
-                  f"{ray['payload_tasks_per_s']:.0f} tasks/s returning {ray['bytes_per_task'] / 1e6:.2f} MB "
-                  f"(one task's results: {ray['bytes_per_item'] / 1e3:.0f} kB per item)."]
+        lines += [
+            "",
+            "| backend | items (tasks) | wall | same numbers |",
+            "|---|---|---|---|",
+            f"| local | {ray['items']} (1 process) | {ray['local_s']:.1f} s | |",
+            f"| ray, 2 CPUs | {ray['items']} ({ray['tasks']} tasks) | {ray['ray_s']:.1f} s "
+            f"(+ {ray['ray_init_s']:.1f} s ray.init) | {'yes' if ray['same_numbers'] else 'NO'} |",
+            "",
+            f"Ray overhead: {ray['noop_tasks_per_s']:.0f} no-op tasks/s, "
+            f"{ray['payload_tasks_per_s']:.0f} tasks/s returning {ray['bytes_per_task'] / 1e6:.2f} MB "
+            f"(one task's results: {ray['bytes_per_item'] / 1e3:.0f} kB per item).",
+        ]
     return "\n".join(lines)
 
 
@@ -168,9 +202,17 @@ def main(argv=None) -> None:
     threads = auto_threads() if args.threads == "auto" else int(args.threads)
     torch.set_num_threads(threads)
     started = time.perf_counter()
-    results = {"mode": mode, "settings": settings,
-               "machine": {"cpus": os.cpu_count(), "torch_threads": threads, "load_average_start": load_average(),
-                           "python": platform.python_version(), "torch": torch.__version__}}
+    results = {
+        "mode": mode,
+        "settings": settings,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": threads,
+            "load_average_start": load_average(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
+    }
     results["batching"] = [batching(world, kernel, settings) for world in args.worlds for kernel in args.kernels]
     if not args.no_ray:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -19,8 +19,9 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def interleaved(contenders: dict[str, Callable[[], object]], repeats: int, device="cpu",
-                warm: int = 1) -> dict[str, float]:
+def interleaved(
+    contenders: dict[str, Callable[[], object]], repeats: int, device="cpu", warm: int = 1
+) -> dict[str, float]:
     """Median seconds per call of each contender, called in turn ``repeats`` times after ``warm`` calls."""
     for function in contenders.values():
         for _ in range(warm):

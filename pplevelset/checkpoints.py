@@ -43,16 +43,14 @@ def _base(root: Path | None) -> Path:
     return Path(root) if root is not None else models_dir()
 
 
-def save_checkpoint(state_dict: dict, folder: str, name: str, card: dict,
-                    root: Path | None = None) -> Path:
+def save_checkpoint(state_dict: dict, folder: str, name: str, card: dict, root: Path | None = None) -> Path:
     """Write ``<name>.pt`` and its model card (with the SHA-256 filled in); returns the card path."""
     base = _base(root)
     weights = base / folder / f"{name}.pt"
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, buffer)
     atomic_write(weights, buffer.getvalue())
-    card = dict(card, file=weights.name, sha256=sha256_file(weights),
-                torch_version=torch.__version__.split("+")[0])
+    card = dict(card, file=weights.name, sha256=sha256_file(weights), torch_version=torch.__version__.split("+")[0])
     card_path = base / folder / f"{name}.json"
     atomic_write(card_path, (json.dumps(card, indent=2) + "\n").encode())
     return card_path
@@ -86,13 +84,16 @@ def verify(folder: str, name: str, root: Path | None = None, train_command: str 
         raise CheckpointError(f"checkpoint {weights} is missing; train it with {_train_hint(train_command)}")
     actual = sha256_file(weights)
     if actual != card.get("sha256"):
-        raise CheckpointError(f"checkpoint {weights} is corrupted or replaced: SHA-256 {actual[:12]}... "
-                              f"does not match its model card ({str(card.get('sha256'))[:12]}...)")
+        raise CheckpointError(
+            f"checkpoint {weights} is corrupted or replaced: SHA-256 {actual[:12]}... "
+            f"does not match its model card ({str(card.get('sha256'))[:12]}...)"
+        )
     return card
 
 
-def load_state_dict(folder: str, name: str, root: Path | None = None,
-                    train_command: str | None = None) -> tuple[dict, dict]:
+def load_state_dict(
+    folder: str, name: str, root: Path | None = None, train_command: str | None = None
+) -> tuple[dict, dict]:
     """Verified ``(state_dict, model_card)``; every failure is a one-line :class:`CheckpointError`.
 
     ``root`` reads ``root/folder`` (a trainer's ``out``) instead of :func:`models_dir`.
@@ -111,8 +112,9 @@ def load_state_dict(folder: str, name: str, root: Path | None = None,
     return state, card
 
 
-def load_module(module: torch.nn.Module, folder: str, name: str, root: Path | None = None,
-                train_command: str | None = None) -> tuple[torch.nn.Module, dict]:
+def load_module(
+    module: torch.nn.Module, folder: str, name: str, root: Path | None = None, train_command: str | None = None
+) -> tuple[torch.nn.Module, dict]:
     """Load verified weights into ``module`` (eval mode, no grad on parameters)."""
     state, card = load_state_dict(folder, name, root, train_command)
     try:

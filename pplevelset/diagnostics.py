@@ -24,9 +24,11 @@ def convergence(idata: az.InferenceData, var_names=("z",)) -> dict[str, float]:
     posterior = idata.posterior[list(var_names)]
     if posterior.sizes["draw"] < 4:
         return {"rhat_max": math.nan, "ess_bulk_min": math.nan, "ess_tail_min": math.nan}
-    return {"rhat_max": _extreme(az.rhat(posterior), np.nanmax),
-            "ess_bulk_min": _extreme(az.ess(posterior, method="bulk"), np.nanmin),
-            "ess_tail_min": _extreme(az.ess(posterior, method="tail"), np.nanmin)}
+    return {
+        "rhat_max": _extreme(az.rhat(posterior), np.nanmax),
+        "ess_bulk_min": _extreme(az.ess(posterior, method="bulk"), np.nanmin),
+        "ess_tail_min": _extreme(az.ess(posterior, method="tail"), np.nanmin),
+    }
 
 
 def _extreme(dataset, reduce) -> float:
@@ -42,13 +44,17 @@ def run_warnings(kernel: str, acceptance_rate: float, rhat_max: float | None, wa
     found = []
     floor = LOW_ACCEPTANCE.get(kernel)
     if floor is not None and acceptance_rate < floor:
-        found.append(f"acceptance {acceptance_rate:.3f} is far below what the warm-up aims for: the chains barely "
-                     f"move, so their states are strongly correlated; increase the warm-up (now {warmup}) so the "
-                     "step sizes can adapt")
+        found.append(
+            f"acceptance {acceptance_rate:.3f} is far below what the warm-up aims for: the chains barely "
+            f"move, so their states are strongly correlated; increase the warm-up (now {warmup}) so the "
+            "step sizes can adapt"
+        )
     if rhat_max is not None and rhat_max > HIGH_RHAT:
-        found.append(f"R-hat {rhat_max:.2f} > {HIGH_RHAT}: each particle explored only part of the level set in "
-                     "the recorded steps, or particles sit in modes they do not leave; run more steps, or use "
-                     "the ensemble kernel (--kernel ensemble), whose particles move between modes, or smc")
+        found.append(
+            f"R-hat {rhat_max:.2f} > {HIGH_RHAT}: each particle explored only part of the level set in "
+            "the recorded steps, or particles sit in modes they do not leave; run more steps, or use "
+            "the ensemble kernel (--kernel ensemble), whose particles move between modes, or smc"
+        )
     return found
 
 
@@ -76,7 +82,7 @@ def burn_in_check(log_likelihood: np.ndarray, warmup: int) -> BurnInVerdict:
     if num_draws < 10:
         return BurnInVerdict(True, math.nan, math.nan, f"only {num_draws} sampling steps: too few to judge burn-in")
     early = values[:, : max(1, int(EARLY_FRACTION * num_draws))]
-    late = values[:, -max(1, int(LATE_FRACTION * num_draws)):]
+    late = values[:, -max(1, int(LATE_FRACTION * num_draws)) :]
     finite = np.isfinite(early).all(1) & np.isfinite(late).all(1)
     if num_chains >= 4:
         d = early[finite].mean(1) - late[finite].mean(1)
@@ -90,11 +96,15 @@ def burn_in_check(log_likelihood: np.ndarray, warmup: int) -> BurnInVerdict:
     z_score = drift / stderr if stderr > 0 else (0.0 if drift == 0 else math.inf * np.sign(drift))
     ok = not (abs(z_score) > Z_THRESHOLD and abs(drift) > MIN_EFFECT * spread)
     if ok:
-        message = (f"burn-in ok: the log-likelihood was stable across sampling "
-                   f"(drift {drift:+.3g}, {z_score:+.1f} standard errors)")
+        message = (
+            f"burn-in ok: the log-likelihood was stable across sampling "
+            f"(drift {drift:+.3g}, {z_score:+.1f} standard errors)"
+        )
     else:
         direction = "still rising" if drift < 0 else "still falling"
-        message = (f"burn-in too short: the log-likelihood was {direction} when sampling began "
-                   f"(early minus late {drift:+.3g}, {z_score:+.1f} standard errors); "
-                   f"increase the warm-up (try warmup={max(2 * warmup, 200)}, --warmup on the command line)")
+        message = (
+            f"burn-in too short: the log-likelihood was {direction} when sampling began "
+            f"(early minus late {drift:+.3g}, {z_score:+.1f} standard errors); "
+            f"increase the warm-up (try warmup={max(2 * warmup, 200)}, --warmup on the command line)"
+        )
     return BurnInVerdict(ok, drift, float(z_score), message)

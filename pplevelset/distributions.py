@@ -11,6 +11,7 @@ and ``[r, x, y]``) into one event whose support ``biject_to`` understands.
 from __future__ import annotations
 
 import math
+
 import pyro.distributions as dist
 import torch
 from pyro.distributions import TorchDistribution
@@ -32,6 +33,7 @@ def _log1mexp(x: torch.Tensor) -> torch.Tensor:
 
 def _log_mass(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``log(Phi(b) - Phi(a))``, working in whichever tail keeps the difference accurate."""
+
     def left(lo, hi):  # the interval lies left of 0, where log_ndtr has full precision
         log_hi = torch.special.log_ndtr(hi)
         return log_hi + _log1mexp(torch.special.log_ndtr(lo) - log_hi)
@@ -132,8 +134,7 @@ class TruncatedNormal(TorchDistribution):
         a = _standardized_bound(self.low, self.loc, self.scale)
         b = _standardized_bound(self.high, self.loc, self.scale)
         dtype = self.loc.dtype
-        return (value64.to(dtype) + coef_a.to(dtype) * (a - a.detach())
-                + coef_b.to(dtype) * (b - b.detach()))
+        return value64.to(dtype) + coef_a.to(dtype) * (a - a.detach()) + coef_b.to(dtype) * (b - b.detach())
 
     # -- the distribution's interface --------------------------------------------------------
 
@@ -146,8 +147,7 @@ class TruncatedNormal(TorchDistribution):
 
     def cdf(self, value):
         a, b = self._bounds64()
-        standard = ((value.detach().double() - self.loc.detach().double())
-                    / self.scale.detach().double()).clamp(a, b)
+        standard = ((value.detach().double() - self.loc.detach().double()) / self.scale.detach().double()).clamp(a, b)
         mass = torch.exp(_log_mass(a, standard) - _log_mass(a, b))
         return mass.to(self.loc.dtype)
 
@@ -192,7 +192,7 @@ class TruncatedNormal(TorchDistribution):
     @property
     def variance(self):
         shift, spread = self._moment_terms()
-        return self.scale ** 2 * (1 + spread - shift ** 2).to(self.loc.dtype)
+        return self.scale**2 * (1 + spread - shift**2).to(self.loc.dtype)
 
 
 class SharedSupportMixture(dist.MixtureSameFamily):

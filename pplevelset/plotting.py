@@ -27,8 +27,7 @@ def _label(probs: torch.Tensor, classes, top: int = 2) -> str:
     return "  ".join(f"{classes[i]} {v:.2f}" for v, i in zip(values.tolist(), index.tolist()))
 
 
-def image_grid(images: torch.Tensor, predictions: torch.Tensor, classes, title: str = "",
-               ncols: int = 8) -> Figure:
+def image_grid(images: torch.Tensor, predictions: torch.Tensor, classes, title: str = "", ncols: int = 8) -> Figure:
     """Images ``(n, C, H, W)`` in a grid, each captioned with its top-2 predicted classes."""
     n = images.shape[0]
     ncols = min(ncols, n)
@@ -50,8 +49,9 @@ def image_grid(images: torch.Tensor, predictions: torch.Tensor, classes, title: 
     return fig
 
 
-def latent_scatter(world, z_all: torch.Tensor, kept_z: torch.Tensor, predictions: torch.Tensor,
-                   title: str = "") -> Figure:
+def latent_scatter(
+    world, z_all: torch.Tensor, kept_z: torch.Tensor, predictions: torch.Tensor, title: str = ""
+) -> Figure:
     """For worlds without images: particles in the first two latent dims, coloured by predicted
     class, over the classifier's decision regions when the latent space is 2-D. A 1-D latent is
     drawn against the predicted probability of the top class, so any latent dimension works."""
@@ -64,8 +64,9 @@ def latent_scatter(world, z_all: torch.Tensor, kept_z: torch.Tensor, predictions
         for k, name in enumerate(world.classes):
             chosen = labels == k
             if chosen.any():
-                ax.scatter(z_all[chosen, 0], top[chosen], s=4, alpha=0.5, color=CLASS_COLORS[k % 10],
-                           label=f"predicted {name}")
+                ax.scatter(
+                    z_all[chosen, 0], top[chosen], s=4, alpha=0.5, color=CLASS_COLORS[k % 10], label=f"predicted {name}"
+                )
         ax.set_xlabel("z[0]")
         ax.set_ylabel("top predicted probability")
         for value in kept_z[:, 0].tolist():
@@ -87,8 +88,14 @@ def latent_scatter(world, z_all: torch.Tensor, kept_z: torch.Tensor, predictions
     for k, name in enumerate(world.classes):
         chosen = labels == k
         if chosen.any():
-            ax.scatter(z_all[chosen, 0], z_all[chosen, 1], s=4, alpha=0.5, color=CLASS_COLORS[k % 10],
-                       label=f"predicted {name}")
+            ax.scatter(
+                z_all[chosen, 0],
+                z_all[chosen, 1],
+                s=4,
+                alpha=0.5,
+                color=CLASS_COLORS[k % 10],
+                label=f"predicted {name}",
+            )
     ax.scatter(kept_z[:, 0], kept_z[:, 1], s=18, marker="x", color="black", label="resampled")
     ax.set_xlabel("z[0]")
     ax.set_ylabel("z[1]")
@@ -100,8 +107,10 @@ def latent_scatter(world, z_all: torch.Tensor, kept_z: torch.Tensor, predictions
 
 def samples_figure(posterior, kept) -> Figure:
     """``samples.png``: an image grid of the resampled states, or a latent scatter for toy worlds."""
-    title = (f"{posterior.world.name}: target {posterior.settings.get('target')}, "
-             f"alpha {posterior.settings.get('alpha'):g}, Delta {kept.delta():.3f}")
+    title = (
+        f"{posterior.world.name}: target {posterior.settings.get('target')}, "
+        f"alpha {posterior.settings.get('alpha'):g}, Delta {kept.delta():.3f}"
+    )
     images = kept.images()
     if images.dim() == 4 and images.shape[1] in (1, 3, 4):
         return image_grid(images, kept.predictions(), posterior.world.classes, title)
@@ -114,8 +123,7 @@ def _band(ax, x, values: np.ndarray, color, label):
     ax.plot(x, mid, color=color, linewidth=1.2, label=label)
 
 
-def trace_figure(traces: dict, warmup_traces: dict | None, verdict, thin: int = 1,
-                 max_lines: int = 8) -> Figure:
+def trace_figure(traces: dict, warmup_traces: dict | None, verdict, thin: int = 1, max_lines: int = 8) -> Figure:
     """Four panels over warm-up and sampling: log-likelihood, z traces, acceptance, step size.
 
     ``traces``/``warmup_traces`` hold arrays with particles first (as ``LevelSetPosterior``).
@@ -142,14 +150,20 @@ def trace_figure(traces: dict, warmup_traces: dict | None, verdict, thin: int = 
     z = traces["z"]
     for dim in range(min(3, z.shape[-1])):
         for chain in range(min(max_lines, z.shape[0])):
-            ax_z.plot(x_sample, z[chain, :, dim], color=CLASS_COLORS[dim], linewidth=0.5, alpha=0.7,
-                      label=f"z[{dim}]" if chain == 0 else None)
+            ax_z.plot(
+                x_sample,
+                z[chain, :, dim],
+                color=CLASS_COLORS[dim],
+                linewidth=0.5,
+                alpha=0.7,
+                label=f"z[{dim}]" if chain == 0 else None,
+            )
     ax_z.set_title(f"z traces of {min(max_lines, z.shape[0])} particles (sampling)", fontsize=9)
     ax_z.legend(fontsize=7)
     for x, values in both("acceptance_rate"):
         window = max(1, len(x) // 50)  # moving average over whole windows only: no edge artefacts
         mean = np.convolve(values.mean(0), np.ones(window) / window, mode="valid")
-        ax_acc.plot(x[window - 1:], mean, color="tab:green", linewidth=1.2)
+        ax_acc.plot(x[window - 1 :], mean, color="tab:green", linewidth=1.2)
     ax_acc.axhline(0.234, color="black", linestyle=":", linewidth=0.8)
     ax_acc.set_title("acceptance probability (mean over particles)", fontsize=9)
     for x, values in both("step_size"):
@@ -170,12 +184,23 @@ def smc_figure(stages: dict) -> Figure:
     one line per population."""
     stages = {name: np.asarray(value) for name, value in stages.items()}
     fig, axes = _subplots(2, 2, figsize=(10, 6.5))
-    titles = {"beta": "inverse temperature beta", "ess": "ESS of the incremental weights",
-              "acceptance_rate": "MH acceptance (mean of the moves)", "step_size": "proposal scale"}
+    titles = {
+        "beta": "inverse temperature beta",
+        "ess": "ESS of the incremental weights",
+        "acceptance_rate": "MH acceptance (mean of the moves)",
+        "step_size": "proposal scale",
+    }
     for ax, (name, title) in zip(axes.flat, titles.items()):
         for population, row in enumerate(stages[name]):
-            ax.plot(np.arange(1, row.size + 1), row, marker="o", markersize=3, linewidth=1,
-                    color=CLASS_COLORS[population % 10], label=f"population {population}")
+            ax.plot(
+                np.arange(1, row.size + 1),
+                row,
+                marker="o",
+                markersize=3,
+                linewidth=1,
+                color=CLASS_COLORS[population % 10],
+                label=f"population {population}",
+            )
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("temperature (stage)", fontsize=8)
     axes[1, 0].axhline(0.234, color="black", linestyle=":", linewidth=0.8)
@@ -189,8 +214,9 @@ def diagnostics_figure(posterior) -> Figure:
     """``trace.png`` for any run: the trace panel for MCMC, the temperature panel for SMC."""
     if posterior.chains == "populations":
         return smc_figure(posterior.stages)
-    return trace_figure(posterior.traces, posterior.warmup_traces, posterior.burn_in(),
-                        thin=posterior.settings.get("thin", 1))
+    return trace_figure(
+        posterior.traces, posterior.warmup_traces, posterior.burn_in(), thin=posterior.settings.get("thin", 1)
+    )
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
@@ -201,8 +227,16 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
         plt.close(fig)
 
 
-def latent_scatter_3d(panels, categories, colors=None, axis_labels=("w", "h", "t"), title: str = "",
-                      max_points: int | None = 3000, seed: int = 0, ncols: int | None = None) -> Figure:
+def latent_scatter_3d(
+    panels,
+    categories,
+    colors=None,
+    axis_labels=("w", "h", "t"),
+    title: str = "",
+    max_points: int | None = 3000,
+    seed: int = 0,
+    ncols: int | None = None,
+) -> Figure:
     """Side-by-side 3-D scatters of latents, coloured by category (e.g. the predicted class).
 
     :param panels: a list of ``(title, z, labels)``: ``z`` ``(n, >=3)`` (the first three columns are
@@ -234,8 +268,16 @@ def latent_scatter_3d(panels, categories, colors=None, axis_labels=("w", "h", "t
         ax.set_box_aspect(None, zoom=0.85)  # leave room for the z label
         for k, category in enumerate(categories):
             chosen = labels == k
-            ax.scatter(z[chosen, 0], z[chosen, 1], z[chosen, 2], s=3, alpha=0.55, color=colors[k],
-                       label=f"{category} ({int(chosen.sum())})", depthshade=False)
+            ax.scatter(
+                z[chosen, 0],
+                z[chosen, 1],
+                z[chosen, 2],
+                s=3,
+                alpha=0.55,
+                color=colors[k],
+                label=f"{category} ({int(chosen.sum())})",
+                depthshade=False,
+            )
         ax.set_xlim(lo[0], hi[0])
         ax.set_ylim(lo[1], hi[1])
         ax.set_zlim(lo[2], hi[2])
@@ -251,8 +293,16 @@ def latent_scatter_3d(panels, categories, colors=None, axis_labels=("w", "h", "t
     return fig
 
 
-def tsne_map(prior_z, prior_predictions, posteriors: dict, classes, highlight: dict | None = None,
-             title: str = "", random_state: int = 0, perplexity: float = 30.0) -> Figure:
+def tsne_map(
+    prior_z,
+    prior_predictions,
+    posteriors: dict,
+    classes,
+    highlight: dict | None = None,
+    title: str = "",
+    random_state: int = 0,
+    perplexity: float = 30.0,
+) -> Figure:
     """t-SNE maps of latents (the paper's Figure 4): prior draws in light colours by predicted class,
     each posterior's latents dark on top, one panel per posterior, all from one shared embedding.
 
@@ -276,9 +326,9 @@ def tsne_map(prior_z, prior_predictions, posteriors: dict, classes, highlight: d
     stacked = np.concatenate([prior, *blocks]) if blocks else prior
     perplexity = float(min(perplexity, max(1.0, (stacked.shape[0] - 1) / 3)))
     embedded = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=random_state).fit_transform(stacked)
-    prior_xy, start, panels = embedded[:prior.shape[0]], prior.shape[0], []
+    prior_xy, start, panels = embedded[: prior.shape[0]], prior.shape[0], []
     for name, block in zip(posteriors, blocks):
-        panels.append((name, embedded[start:start + block.shape[0]]))
+        panels.append((name, embedded[start : start + block.shape[0]]))
         start += block.shape[0]
     fig, axes = _subplots(1, max(1, len(panels)), figsize=(4.6 * max(1, len(panels)), 4.8), squeeze=False)
     for ax, (name, posterior_xy) in zip(axes.flat, panels):
@@ -289,13 +339,34 @@ def tsne_map(prior_z, prior_predictions, posteriors: dict, classes, highlight: d
             if chosen is not None and k not in chosen:
                 grey |= mask
             elif mask.any():
-                ax.scatter(prior_xy[mask, 0], prior_xy[mask, 1], s=4, alpha=0.35, linewidths=0,
-                           color=CLASS_COLORS[k % 10], label=f"prior, predicted {class_name}")
+                ax.scatter(
+                    prior_xy[mask, 0],
+                    prior_xy[mask, 1],
+                    s=4,
+                    alpha=0.35,
+                    linewidths=0,
+                    color=CLASS_COLORS[k % 10],
+                    label=f"prior, predicted {class_name}",
+                )
         if grey.any():
-            ax.scatter(prior_xy[grey, 0], prior_xy[grey, 1], s=4, alpha=0.35, linewidths=0, color="0.7",
-                       label="prior, other classes", zorder=0)
-        ax.scatter(posterior_xy[:, 0], posterior_xy[:, 1], s=7, color="black", linewidths=0,
-                   label=f"posterior ({posterior_xy.shape[0]})")
+            ax.scatter(
+                prior_xy[grey, 0],
+                prior_xy[grey, 1],
+                s=4,
+                alpha=0.35,
+                linewidths=0,
+                color="0.7",
+                label="prior, other classes",
+                zorder=0,
+            )
+        ax.scatter(
+            posterior_xy[:, 0],
+            posterior_xy[:, 1],
+            s=7,
+            color="black",
+            linewidths=0,
+            label=f"posterior ({posterior_xy.shape[0]})",
+        )
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ def _mt_state(state: torch.Tensor, seed: int) -> torch.Tensor:
     mt19937 = np.random.RandomState(np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32))
     key = np.asarray(mt19937.get_state(legacy=True)[1])  # type: ignore[index]  # a tuple when legacy
     raw = state.clone().numpy()
-    raw[24:24 + 8 * _MT_WORDS] = key.astype("<u8").view(np.uint8)
+    raw[24 : 24 + 8 * _MT_WORDS] = key.astype("<u8").view(np.uint8)
     return torch.from_numpy(raw)
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -64,8 +65,10 @@ def parse_target(spec: str | Sequence[float] | torch.Tensor, classes: Sequence[s
 
     if not any(named):
         if len(parts) != len(classes):
-            raise UserInputError(f"target {spec!r} has {len(parts)} entries but the world has "
-                                 f"{len(classes)} classes ({', '.join(classes)})")
+            raise UserInputError(
+                f"target {spec!r} has {len(parts)} entries but the world has "
+                f"{len(classes)} classes ({', '.join(classes)})"
+            )
         values = [_number(part, part) for part in parts]
         return torch.tensor(_validate(values, classes, spec), dtype=torch.float32)
 
@@ -81,8 +84,7 @@ def parse_target(spec: str | Sequence[float] | torch.Tensor, classes: Sequence[s
     rest = 1.0 - sum(given.values())
     if others:
         if rest <= SUM_TOLERANCE:
-            raise UserInputError(f"target {spec!r} leaves {rest:.3g} for the other classes; "
-                                 "every entry must be > 0")
+            raise UserInputError(f"target {spec!r} leaves {rest:.3g} for the other classes; every entry must be > 0")
         given.update({name: rest / len(others) for name in others})
     return torch.tensor(_validate([given[name] for name in classes], classes, spec), dtype=torch.float32)
 
@@ -99,8 +101,10 @@ FAMILY_FLOOR = 0.001  # where a graded family's ends sit instead of exactly 0 an
 GRADED_STEPS = 11  # graded families: 0, 0.1, ..., 1 (ends at the floor)
 PAIR_PROBABILITY = 0.46  # ``pairs``: both classes at 0.46 (0.5 each in a two-class world)
 CORNER_PROBABILITY = 0.999  # ``corners``: one class at 0.999
-FAMILY_HELP = ("graded:A | graded:A,B | pairs | corners | a file with one target per line (file:PATH or an "
-               "existing PATH) | one target")
+FAMILY_HELP = (
+    "graded:A | graded:A,B | pairs | corners | a file with one target per line (file:PATH or an "
+    "existing PATH) | one target"
+)
 
 
 class NamedTarget(NamedTuple):
@@ -194,8 +198,9 @@ def _graded(rest: str, classes: list[str], spec: str) -> list[NamedTarget]:
     for level in grid:
         p = min(max(level * mass, FAMILY_FLOOR), mass - FAMILY_FLOOR)
         text = f"{a}={_format(p)},{b}={_format(mass - p)}"
-        out.append(NamedTarget(text, parse_target(text, classes), spec,
-                               {"class": a, "other": b, "level": level, "value": p}))
+        out.append(
+            NamedTarget(text, parse_target(text, classes), spec, {"class": a, "other": b, "level": level, "value": p})
+        )
     return out
 
 
@@ -205,7 +210,7 @@ def _pairs(classes: list[str]) -> list[NamedTarget]:
     p = PAIR_PROBABILITY if len(classes) > 2 else 0.5
     out = []
     for i, a in enumerate(classes):
-        for b in classes[i + 1:]:
+        for b in classes[i + 1 :]:
             text = f"{a}={_format(p)},{b}={_format(p)}"
             out.append(NamedTarget(text, parse_target(text, classes), "pairs", {"classes": [a, b], "value": p}))
     return out
@@ -215,8 +220,9 @@ def _corners(classes: list[str]) -> list[NamedTarget]:
     out = []
     for name in classes:
         text = f"{name}={_format(CORNER_PROBABILITY)}"
-        out.append(NamedTarget(text, parse_target(text, classes), "corners", {"class": name,
-                                                                           "value": CORNER_PROBABILITY}))
+        out.append(
+            NamedTarget(text, parse_target(text, classes), "corners", {"class": name, "value": CORNER_PROBABILITY})
+        )
     return out
 
 

@@ -18,8 +18,9 @@ warnings.filterwarnings("ignore", message="ArviZ is undergoing")
 
 def log_dirichlet(target: np.ndarray, concentration: np.ndarray) -> np.ndarray:
     """log Dirichlet(target; concentration) per row, written independently of torch."""
-    return (gammaln(concentration.sum(-1)) - gammaln(concentration).sum(-1)
-            + ((concentration - 1) * np.log(target)).sum(-1))
+    return (
+        gammaln(concentration.sum(-1)) - gammaln(concentration).sum(-1) + ((concentration - 1) * np.log(target)).sum(-1)
+    )
 
 
 def grid_posterior(world, target: torch.Tensor, alpha: float, axes: list[np.ndarray], evidence: bool = False):

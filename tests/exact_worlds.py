@@ -67,8 +67,9 @@ class BandWorld(pls.World):
         return (z / self.prior_scales) @ self.direction
 
     def inside(self, t):
-        edges = [torch.sigmoid(self.sharpness * (t - lo)) * torch.sigmoid(self.sharpness * (hi - t))
-                 for lo, hi in self.bands]
+        edges = [
+            torch.sigmoid(self.sharpness * (t - lo)) * torch.sigmoid(self.sharpness * (hi - t)) for lo, hi in self.bands
+        ]
         return sum(edges).clamp(max=1.0)
 
     def classify(self, x):
@@ -88,7 +89,9 @@ class BandWorld(pls.World):
         with torch.no_grad():
             return self.piece_of_t(self.projection(z.float()).double().numpy())
 
-    def t_posterior(self, alpha: float = ALPHA, target: str = TARGET, beta: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    def t_posterior(
+        self, alpha: float = ALPHA, target: str = TARGET, beta: float = 1.0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Normalised posterior weights of ``t`` on :data:`T_GRID` (same float32 classifier and
         clamp as the model, Dirichlet written independently), likelihood tempered by ``beta``."""
         t = torch.tensor(T_GRID, dtype=torch.float32)
@@ -110,7 +113,9 @@ class BandWorld(pls.World):
         cdf = np.array([0.5 * (1 + math.erf(e / math.sqrt(2))) if np.isfinite(e) else float(e > 0) for e in edges])
         return np.diff(cdf)
 
-    def exact_moments(self, alpha: float = ALPHA, target: str = TARGET, beta: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    def exact_moments(
+        self, alpha: float = ALPHA, target: str = TARGET, beta: float = 1.0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and sd of every whitened coordinate ``w = z / scales``:
         ``E w = u E t`` and ``Var w = I - u u^T + u u^T Var t`` (diagonal taken)."""
         t, weights = self.t_posterior(alpha, target, beta)
@@ -119,8 +124,9 @@ class BandWorld(pls.World):
         var = 1 - self.u**2 + self.u**2 * var_t
         return self.u * mean_t, np.sqrt(var)
 
-    def exact_samples(self, count: int, generator: torch.Generator, alpha: float = ALPHA,
-                      target: str = TARGET, beta: float = 1.0) -> torch.Tensor:
+    def exact_samples(
+        self, count: int, generator: torch.Generator, alpha: float = ALPHA, target: str = TARGET, beta: float = 1.0
+    ) -> torch.Tensor:
         """``count`` exact posterior draws of ``z``: ``t`` by inverse CDF on the grid (linear
         interpolation), the orthogonal part of ``w`` Gaussian."""
         t_axis, weights = self.t_posterior(alpha, target, beta)
@@ -153,8 +159,9 @@ def pieces_5d(direction_seed: int = 5, **kwargs) -> BandWorld:
 def wide_scales_4d(direction_seed: int = 3, **kwargs) -> BandWorld:
     """Prior sds 0.01, 1, 10 and 100; two slabs along a random direction of the rescaled coordinates:
     exact masses 0.288 / 0.712, prior shares 0.40 / 0.60."""
-    return BandWorld(((-3.0, -1.5), (1.0, 2.2)), dim=4, direction_seed=direction_seed,
-                     scales=(0.01, 1.0, 10.0, 100.0), **kwargs)
+    return BandWorld(
+        ((-3.0, -1.5), (1.0, 2.2)), dim=4, direction_seed=direction_seed, scales=(0.01, 1.0, 10.0, 100.0), **kwargs
+    )
 
 
 class ToyPieces:
@@ -175,6 +182,7 @@ class ToyPieces:
             return self.world.predict(z.float()).argmax(-1).numpy()
 
     def exact_masses(self) -> np.ndarray:
-        weights, points = grid_posterior(self.world, pls.parse_target(self.target, self.world.classes), self.alpha,
-                                         [self.AXIS, self.AXIS])
+        weights, points = grid_posterior(
+            self.world, pls.parse_target(self.target, self.world.classes), self.alpha, [self.AXIS, self.AXIS]
+        )
         return np.bincount(self.piece(torch.as_tensor(points)), weights=weights, minlength=3)

@@ -19,11 +19,16 @@ def main(notebook: str, out: str, kernel: str, timeout: str) -> None:
     nb = nbformat.read(path, as_version=4)
     # first, in memory only: make sure the kernel is this interpreter's environment, not another Python's
     guard = nbformat.v4.new_code_cell(
-        "import sys\n"
-        f"assert sys.prefix == {sys.prefix!r}, f'kernel runs {{sys.executable}}, not {sys.executable}'")
+        f"import sys\nassert sys.prefix == {sys.prefix!r}, f'kernel runs {{sys.executable}}, not {sys.executable}'"
+    )
     nb.cells.insert(0, guard)
-    client = NotebookClient(nb, timeout=int(timeout), kernel_name=kernel, allow_errors=False,
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb,
+        timeout=int(timeout),
+        kernel_name=kernel,
+        allow_errors=False,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
     try:
         client.execute()  # raises CellExecutionError, naming the cell, if any cell fails
     finally:

@@ -13,9 +13,8 @@ import pytest
 import torch
 
 import pplevelset as pls
+from pplevelset.infer.mcmc import initial_positions
 from pplevelset.model import ParticleDensity, level_set_model
-from pplevelset.infer.mcmc import initial_positions
-from pplevelset.infer.mcmc import initial_positions
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = {"rwmh", "ensemble", "nuts", "pyro_nuts_single", "pyro_rw_single", "prior_rejection", "smc"}
@@ -23,8 +22,22 @@ METHODS = {"rwmh", "ensemble", "nuts", "pyro_nuts_single", "pyro_rw_single", "pr
 
 def test_benchmark_smoke_writes_the_results_layout(tmp_path):
     out_json, out_md = tmp_path / "results.json", tmp_path / "BENCHMARKS.md"
-    command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--tiny", "--worlds", "toy", "--budget", "0.3",
-               "--sections", "compare", "floor", "--out-json", str(out_json), "--out-md", str(out_md)]
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "run.py"),
+        "--tiny",
+        "--worlds",
+        "toy",
+        "--budget",
+        "0.3",
+        "--sections",
+        "compare",
+        "floor",
+        "--out-json",
+        str(out_json),
+        "--out-md",
+        str(out_md),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out_json.read_text())
@@ -94,7 +107,9 @@ def test_fast_mnist_decoder_equals_the_trained_networks():
     with torch.no_grad():
         torch.testing.assert_close(vae.decode(z), vae.vae.decode(z), atol=1e-5, rtol=0)
         torch.testing.assert_close(gan.decode(z), gan.generator(z), atol=1e-5, rtol=0)
-        torch.testing.assert_close(torch.sigmoid(fast_forward(vae.vae.decoder, z)), vae.vae.decode(z), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            torch.sigmoid(fast_forward(vae.vae.decoder, z)), vae.vae.decode(z), atol=1e-5, rtol=0
+        )
         images = vae.vae.decode(z)
         torch.testing.assert_close(vae.classify(images), torch.softmax(vae.classifier(images), -1), atol=1e-6, rtol=0)
     z = z[:7].clone()

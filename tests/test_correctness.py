@@ -50,14 +50,16 @@ def test_rwmh_matches_grid_posterior_on_toy(toy, spec, alpha):
 
 def test_nuts_matches_grid_posterior_on_toy(toy):
     spec, alpha = "a=0.7", 5.0
-    post = pls.sample(toy, spec, alpha=alpha, num_particles=300, warmup=80, steps=5, kernel="nuts", seed=1,
-                      progress=False)
+    post = pls.sample(
+        toy, spec, alpha=alpha, num_particles=300, warmup=80, steps=5, kernel="nuts", seed=1, progress=False
+    )
     scores = z_scores(post, toy, pls.parse_target(spec, toy.classes), alpha, [AXIS, AXIS])
     assert np.all(np.abs(scores) < Z_LIMIT), scores
     # and a second target and alpha
     spec, alpha = "ambiguous", 20.0
-    post = pls.sample(toy, spec, alpha=alpha, num_particles=300, warmup=80, steps=5, kernel="nuts", seed=2,
-                      progress=False)
+    post = pls.sample(
+        toy, spec, alpha=alpha, num_particles=300, warmup=80, steps=5, kernel="nuts", seed=2, progress=False
+    )
     scores = z_scores(post, toy, pls.parse_target(spec, toy.classes), alpha, [AXIS, AXIS])
     assert np.all(np.abs(scores) < Z_LIMIT), scores
 

@@ -56,8 +56,9 @@ def test_samples_pass_ks_test_and_stay_inside(loc, scale, low, high):
 def test_float32_no_plus_matches_scipy():
     d = TruncatedNormal(torch.tensor(10.0), torch.tensor(5.0))
     values = torch.tensor([1e-3, 0.5, 10.0, 40.0])
-    np.testing.assert_allclose(d.log_prob(values).numpy(), reference(10.0, 5.0, 0.0, INF).logpdf(values.numpy()),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        d.log_prob(values).numpy(), reference(10.0, 5.0, 0.0, INF).logpdf(values.numpy()), rtol=1e-5
+    )
     torch.manual_seed(1)
     samples = d.sample((2000,))
     assert samples.dtype == torch.float32 and (samples > 0).all()
@@ -90,12 +91,17 @@ def test_rsample_gradients_are_finite_and_match_finite_differences(low, high):
     grads = torch.autograd.grad(TruncatedNormal(loc, scale, low, high).icdf(u).sum(), [loc, scale])
     step = 1e-6
 
-    def quantiles(l, s):
-        return TruncatedNormal(torch.tensor(l, dtype=torch.float64), torch.tensor(s, dtype=torch.float64),
-                               low, high).icdf(u).sum()
+    def quantiles(loc, scale):
+        return (
+            TruncatedNormal(torch.tensor(loc, dtype=torch.float64), torch.tensor(scale, dtype=torch.float64), low, high)
+            .icdf(u)
+            .sum()
+        )
 
-    numeric = [(quantiles(0.5 + step, 1.3) - quantiles(0.5 - step, 1.3)) / (2 * step),
-               (quantiles(0.5, 1.3 + step) - quantiles(0.5, 1.3 - step)) / (2 * step)]
+    numeric = [
+        (quantiles(0.5 + step, 1.3) - quantiles(0.5 - step, 1.3)) / (2 * step),
+        (quantiles(0.5, 1.3 + step) - quantiles(0.5, 1.3 - step)) / (2 * step),
+    ]
     for analytic, finite_difference in zip(grads, numeric):
         assert torch.isfinite(analytic)
         assert analytic.item() == pytest.approx(finite_difference.item(), abs=1e-6)

@@ -34,8 +34,12 @@ Z_LIMIT = 4.5
 MASS_GOAL = 0.02
 RHAT_GOAL = 1.05
 pytestmark = pytest.mark.filterwarnings("ignore:More chains")  # particles are the chains, by design
-WORLDS = {"two_pieces_2d": two_pieces_2d, "three_pieces_2d": three_pieces_2d, "pieces_5d": pieces_5d,
-          "wide_scales_4d": wide_scales_4d}
+WORLDS = {
+    "two_pieces_2d": two_pieces_2d,
+    "three_pieces_2d": three_pieces_2d,
+    "pieces_5d": pieces_5d,
+    "wide_scales_4d": wide_scales_4d,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -152,8 +156,9 @@ def test_invariance_check_catches_a_kde_move_without_its_q_ratio(monkeypatch):
 def test_invariance_check_catches_an_asymmetric_walk(monkeypatch):
     world = wide_scales_4d()
     gaussian = ensemble._gaussian
-    monkeypatch.setattr(ensemble, "_gaussian", lambda generator, count, shape: gaussian(generator, count, shape)
-                        + 0.3 * shape.sd)
+    monkeypatch.setattr(
+        ensemble, "_gaussian", lambda generator, count, shape: gaussian(generator, count, shape) + 0.3 * shape.sd
+    )
     z, _ = moved_exact_draws(world, SINGLE_MOVES["walk"])
     assert np.max(np.abs(iid_z_scores(world, z))) > Z_LIMIT
 
@@ -168,6 +173,7 @@ def test_exact_draws_pass_and_a_wrong_posterior_fails():
 
 
 # --- from the prior: masses, R-hat, and the failure of independent chains ------------------------
+
 
 def check_run(trace, exact, piece_fn):
     piece = piece_fn(trace.reshape(-1, trace.shape[-1])).reshape(trace.shape[:2])
@@ -219,6 +225,7 @@ def test_independent_random_walks_fail_the_same_check():
 
 
 # --- adaptation, interface, errors, reproducibility ------------------------------------------------
+
 
 def test_scales_adapt_in_warmup_toward_the_targets_and_stay_fixed_after():
     world = wide_scales_4d()

@@ -12,12 +12,18 @@ from pplevelset.model import ParticleDensity, level_set_model
 from pplevelset.targets import parse_target
 
 CLASSES = ("a", "b", "c")
-numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, 1e-300, 1e-46, 1e-38, 1e39]),
-                    st.integers(-3, 3).map(float))
+numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, 1e-300, 1e-46, 1e-38, 1e39]),
+    st.integers(-3, 3).map(float),
+)
 number_text = st.one_of(numbers.map(repr), numbers.map(lambda v: f"{v:g}"), st.text(max_size=6))
 entry = st.one_of(number_text, st.tuples(st.sampled_from([*CLASSES, "d", ""]), number_text).map("=".join))
-targets = st.one_of(st.sampled_from(["ambiguous", "AMBIGUOUS", "", " ", ",", "a=", "=0.5", "a=0.5,a=0.5"]),
-                    st.lists(entry, min_size=1, max_size=4).map(",".join), st.text(max_size=20))
+targets = st.one_of(
+    st.sampled_from(["ambiguous", "AMBIGUOUS", "", " ", ",", "a=", "=0.5", "a=0.5,a=0.5"]),
+    st.lists(entry, min_size=1, max_size=4).map(",".join),
+    st.text(max_size=20),
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -34,8 +40,12 @@ def test_the_target_grammar_parses_or_refuses_in_one_line(spec):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(target=targets, alpha=numbers, seed=st.one_of(st.integers(-2, 2**64 + 2), st.floats()),
-       particles=st.one_of(st.integers(-1, 40), st.floats(0, 10)))
+@given(
+    target=targets,
+    alpha=numbers,
+    seed=st.one_of(st.integers(-2, 2**64 + 2), st.floats()),
+    particles=st.one_of(st.integers(-1, 40), st.floats(0, 10)),
+)
 def test_an_accepted_configuration_has_a_finite_density_at_its_start(target, alpha, seed, particles):
     try:
         config = RunConfig.build("toy", target, alpha=alpha, seed=seed, num_particles=particles, progress=False)
@@ -64,10 +74,14 @@ option_values = {
 }
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.function_scoped_fixture])
-@given(target=targets, options=st.dictionaries(st.sampled_from(sorted(option_values)), st.just(None), max_size=5),
-       data=st.data())
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(
+    target=targets,
+    options=st.dictionaries(st.sampled_from(sorted(option_values)), st.just(None), max_size=5),
+    data=st.data(),
+)
 def test_the_command_line_runs_or_exits_2_with_one_line(tmp_path_factory, capsys, target, options, data):
     argv = ["sample", "toy", f"--target={target}", "--particles", "8", "--warmup", "2", "--steps", "2", "--quiet"]
     for name in options:

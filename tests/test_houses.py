@@ -13,8 +13,7 @@ from pplevelset.checkpoints import models_dir, sha256_file, verify
 from pplevelset.errors import CheckpointError
 from pplevelset.worlds import load_world
 from pplevelset.worlds.houses import HousesCirclesWorld, HousesWorld
-from pplevelset.worlds.houses.priors import (SHAPE_LOC, SHAPE_SCALE, houses_circles_prior, houses_prior,
-                                             sample_labelled)
+from pplevelset.worlds.houses.priors import SHAPE_LOC, SHAPE_SCALE, houses_circles_prior, houses_prior, sample_labelled
 from pplevelset.worlds.houses.render import draw
 
 
@@ -33,6 +32,7 @@ def truncnorm(loc, scale):
 
 
 # -- renderer ------------------------------------------------------------------------------------
+
 
 def test_render_shapes_and_range():
     z = houses_circles_prior().sample((2, 5))
@@ -84,6 +84,7 @@ def test_render_gradient_matches_finite_differences():
 
 # -- priors --------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("prior, dim", [(houses_prior, 3), (houses_circles_prior, 6)])
 def test_prior_shapes(prior, dim):
     d = prior()
@@ -96,17 +97,21 @@ def test_prior_shapes(prior, dim):
 
 def test_houses_log_prob_is_the_scipy_mixture():
     z = houses_prior().sample((200,)).double()
-    components = [np.prod([truncnorm(loc, scale).pdf(z[:, i].numpy())
-                           for i, (loc, scale) in enumerate(zip(locs, scales))], axis=0)
-                  for locs, scales in zip(SHAPE_LOC, SHAPE_SCALE)]
+    components = [
+        np.prod(
+            [truncnorm(loc, scale).pdf(z[:, i].numpy()) for i, (loc, scale) in enumerate(zip(locs, scales))], axis=0
+        )
+        for locs, scales in zip(SHAPE_LOC, SHAPE_SCALE)
+    ]
     expected = np.log(0.5 * components[0] + 0.5 * components[1])
     np.testing.assert_allclose(houses_prior().log_prob(z.float()).numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_houses_circles_log_prob_adds_radius_and_centre():
     z = houses_circles_prior().sample((100,))
-    expected = (houses_prior().log_prob(z[:, :3]).numpy() + truncnorm(20.0, 10.0).logpdf(z[:, 3].numpy())
-                + 2 * np.log(1 / 20))
+    expected = (
+        houses_prior().log_prob(z[:, :3]).numpy() + truncnorm(20.0, 10.0).logpdf(z[:, 3].numpy()) + 2 * np.log(1 / 20)
+    )
     np.testing.assert_allclose(houses_circles_prior().log_prob(z).numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
@@ -152,9 +157,14 @@ def test_biject_to_round_trip(prior, dim):
 
 # -- worlds and the classifier ---------------------------------------------------------------------
 
+
 def test_world_attributes(houses, circles):
-    assert (houses.name, houses.classes, houses.latent_dim, houses.differentiable) == \
-        ("houses", ("house", "rocket"), 3, True)
+    assert (houses.name, houses.classes, houses.latent_dim, houses.differentiable) == (
+        "houses",
+        ("house", "rocket"),
+        3,
+        True,
+    )
     assert (circles.name, circles.latent_dim) == ("houses-circles", 6)
     assert houses.required_checkpoints == circles.required_checkpoints == (("houses", "classifier"),)
     assert load_world("houses-circles").prior().event_shape == (6,)
@@ -184,6 +194,7 @@ def test_classifier_accuracy_on_fresh_images(houses):
 
 
 # -- corrupted checkpoints -----------------------------------------------------------------------
+
 
 @pytest.fixture
 def models_copy(tmp_path, monkeypatch):

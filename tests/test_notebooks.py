@@ -42,8 +42,12 @@ def _load_stripper():
 
 def test_the_tutorials_are_there():
     names = [path.name for path in NOTEBOOKS]
-    assert names[:4] == ["01_quickstart.ipynb", "02_write_your_own_world.ipynb",
-                         "03_interactive_targets.ipynb", "04_diagnostics.ipynb"], names
+    assert names[:4] == [
+        "01_quickstart.ipynb",
+        "02_write_your_own_world.ipynb",
+        "03_interactive_targets.ipynb",
+        "04_diagnostics.ipynb",
+    ], names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
@@ -68,8 +72,10 @@ def kernel_environment(monkeypatch):
     try:
         KernelSpecManager().get_kernel_spec(KERNEL_NAME)
     except NoSuchKernel:
-        pytest.fail(f"no {KERNEL_NAME!r} Jupyter kernel found; install one into the venv with "
-                    f"`{sys.executable} -m ipykernel install --sys-prefix`")
+        pytest.fail(
+            f"no {KERNEL_NAME!r} Jupyter kernel found; install one into the venv with "
+            f"`{sys.executable} -m ipykernel install --sys-prefix`"
+        )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
@@ -77,15 +83,22 @@ def test_notebook_runs_top_to_bottom(path, kernel_environment, tmp_path):
     executed = tmp_path / path.name
     command = [sys.executable, str(RUNNER), str(path), str(executed), KERNEL_NAME, str(CELL_TIMEOUT_S)]
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=len(nbformat.read(path, 4).cells) * CELL_TIMEOUT_S)
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=len(nbformat.read(path, 4).cells) * CELL_TIMEOUT_S
+    )
     elapsed = time.perf_counter() - start
     assert done.returncode == 0, done.stderr[-4000:]
     nb = nbformat.read(executed, as_version=4)
     print(f"{path.name}: {elapsed:.1f} s")
     if elapsed > SLOW_NOTEBOOK_S:  # say where the time went: in the cells, or waiting on the kernel
         warnings.warn(f"{path.name} took {elapsed:.0f} s; cells: {_cell_seconds(nb)}", stacklevel=1)
-    errors = [output for cell in nb.cells if cell.cell_type == "code" for output in cell.outputs
-              if output.output_type == "error"]
+    errors = [
+        output
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.output_type == "error"
+    ]
     assert not errors, errors
 
 
@@ -95,7 +108,9 @@ def _cell_seconds(nb) -> str:
     for index, cell in enumerate(nb.cells):
         timing = cell.get("metadata", {}).get("execution", {})
         if cell.cell_type == "code" and "iopub.execute_input" in timing and "shell.execute_reply" in timing:
-            begin, end = (datetime.fromisoformat(timing[key].replace("Z", "+00:00"))
-                          for key in ("iopub.execute_input", "shell.execute_reply"))
+            begin, end = (
+                datetime.fromisoformat(timing[key].replace("Z", "+00:00"))
+                for key in ("iopub.execute_input", "shell.execute_reply")
+            )
             spans.append(f"{index}: {(end - begin).total_seconds():.1f} s")
     return ", ".join(spans)

@@ -26,7 +26,9 @@ def test_delta_confidence_hits_by_hand():
     # |0.5|+|0.5| + 0 + 0 + 0.1 + 0.1 = 1.2 over 3 samples x 2 classes
     assert metrics.delta(target, predictions) == pytest.approx(0.2)
     assert metrics.hits(target, predictions, eps=0.1) == 1  # TVs are 0.5, 0, 0.1 (not < 0.1)
-    assert metrics.confidence(target, predictions) == pytest.approx({"mean": (1 + 0.5 + 0.6) / 3, "min": 0.5, "max": 1.0})
+    assert metrics.confidence(target, predictions) == pytest.approx(
+        {"mean": (1 + 0.5 + 0.6) / 3, "min": 0.5, "max": 1.0}
+    )
     assert metrics.confidence(torch.tensor([0.9, 0.1]), predictions)["min"] == pytest.approx(0.4)
     assert metrics.distinct_samples(torch.tensor([[1.0, 2.0], [1.0, 2.0], [3.0, 4.0]])) == 2
 
@@ -79,9 +81,28 @@ def test_netcdf_round_trip_and_arviz_tools(post, tmp_path):
 
 def test_summary_has_the_contract_fields(post):
     summary = post.summary(keep=16)
-    for key in ("world", "classes", "target", "alpha", "kernel", "num_particles", "warmup", "steps", "seed",
-                "device", "elapsed_s", "delta", "mean_prediction", "confidence", "acceptance_rate", "rhat_max",
-                "ess_bulk_min", "burn_in_ok", "distinct_samples", "versions"):
+    for key in (
+        "world",
+        "classes",
+        "target",
+        "alpha",
+        "kernel",
+        "num_particles",
+        "warmup",
+        "steps",
+        "seed",
+        "device",
+        "elapsed_s",
+        "delta",
+        "mean_prediction",
+        "confidence",
+        "acceptance_rate",
+        "rhat_max",
+        "ess_bulk_min",
+        "burn_in_ok",
+        "distinct_samples",
+        "versions",
+    ):
         assert key in summary, key
     assert set(summary["confidence"]) == {"mean", "min", "max"}
     assert summary["delta"] == pytest.approx(post.resample(16, seed=0).delta())
@@ -110,8 +131,9 @@ def test_burn_in_check_on_real_runs():
 
 def test_summary_warns_about_chains_that_barely_move():
     """Far target, high alpha and almost no warm-up: the step sizes never adapt (acceptance ~0.07)."""
-    stuck = pls.sample("toy", "a=0.97", alpha=100, num_particles=200, warmup=5, steps=100, seed=0,
-                       step_size=3.0, progress=False)
+    stuck = pls.sample(
+        "toy", "a=0.97", alpha=100, num_particles=200, warmup=5, steps=100, seed=0, step_size=3.0, progress=False
+    )
     warnings = stuck.summary()["warnings"]
     assert any("acceptance" in text for text in warnings), warnings
     healthy = pls.sample("toy", "a=0.6", alpha=10, num_particles=200, warmup=200, steps=400, seed=0, progress=False)

@@ -28,8 +28,12 @@ def cluster(tmp_path_factory):
     flaky = tmp_path_factory.mktemp("flaky")
     tests = str(Path(__file__).parent)
     path = os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": path, FLAKY_DIR: str(flaky), "OMP_NUM_THREADS": "1"}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": path, FLAKY_DIR: str(flaky), "OMP_NUM_THREADS": "1"}},
+    )
     yield flaky
     ray.shutdown()
 
@@ -52,8 +56,9 @@ def test_local_and_ray_give_the_same_numbers_and_ray_resumes(cluster, tmp_path):
     again = execute_module.execute(plan, tmp_path / "ray", backend="ray", progress=False, log=lines.append)
     assert numbers(again) == numbers(remote)
     assert any("2 of 2 items already done" in line for line in lines) and any("0 to run" in line for line in lines)
-    assert stamps == {row["run_dir"]: (tmp_path / "ray" / row["run_dir"] / "summary.json").stat().st_mtime_ns
-                      for row in again}
+    assert stamps == {
+        row["run_dir"]: (tmp_path / "ray" / row["run_dir"] / "summary.json").stat().st_mtime_ns for row in again
+    }
 
 
 def test_a_task_that_fails_once_is_retried_and_one_that_keeps_failing_is_reported(cluster, tmp_path):

@@ -48,8 +48,25 @@ class SelfSignal(ToyWorld):
             os.kill(os.getpid(), int(os.environ.get("PPLS_SIGNUM", "2")))
         return super().classify(x)
 '''
-RUN = ["--target", "a=0.6", "--particles", "40", "--warmup", "150", "--steps", "150", "--thin", "2",
-       "--keep", "8", "--seed", "5", "--quiet", "--checkpoint-every", "10"]
+RUN = [
+    "--target",
+    "a=0.6",
+    "--particles",
+    "40",
+    "--warmup",
+    "150",
+    "--steps",
+    "150",
+    "--thin",
+    "2",
+    "--keep",
+    "8",
+    "--seed",
+    "5",
+    "--quiet",
+    "--checkpoint-every",
+    "10",
+]
 SMALL = ["--particles", "30", "--warmup", "20", "--steps", "20", "--keep", "8", "--quiet"]
 
 
@@ -95,8 +112,9 @@ def children(worlds_dir, tmp_path_factory):
 
     def start(name, extra, signum=None, wait_for="checkpoint.pt"):
         out = root / name
-        proc = subprocess.Popen([*command, *extra, "--out", str(out)], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [*command, *extra, "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
 
         def hit():
             deadline = time.time() + 120
@@ -152,8 +170,9 @@ def test_two_concurrent_runs_on_one_out_give_one_result_and_one_exit_2(children,
 
 
 @pytest.mark.parametrize("name, code", [("sigint", 130), ("sigterm", 143), ("sigkill", -9)])
-def test_a_signal_at_a_random_step_then_resume_is_bit_for_bit_the_uninterrupted_run(children, uninterrupted,
-                                                                                    name, code, capsys):
+def test_a_signal_at_a_random_step_then_resume_is_bit_for_bit_the_uninterrupted_run(
+    children, uninterrupted, name, code, capsys
+):
     returncode, _, stderr, out = finish(children, name)
     partial = out.parent / f"{out.name}.partial"
     assert returncode == code, stderr
@@ -169,26 +188,63 @@ def test_a_signal_at_a_random_step_then_resume_is_bit_for_bit_the_uninterrupted_
 
 # -- in-process: interrupts of every kernel, Ctrl-C while saving -----------------------------------
 @pytest.mark.parametrize("kernel", ["smc", "nuts"])
-def test_kernels_that_cannot_resume_stop_on_sigint_with_one_line_and_no_staging(worlds_dir, tmp_path, capsys,
-                                                                                 monkeypatch, kernel):
+def test_kernels_that_cannot_resume_stop_on_sigint_with_one_line_and_no_staging(
+    worlds_dir, tmp_path, capsys, monkeypatch, kernel
+):
     import slow_worlds
 
     monkeypatch.setenv("PPLS_SIGNAL_AT", "12")
     monkeypatch.setattr(slow_worlds.SelfSignal, "calls", 0)
     out = tmp_path / "run"
-    code, _, stderr = cli(["sample", "slow_worlds:SelfSignal", "--target", "a=0.6", "--kernel", kernel,
-                           "--particles", "8", "--warmup", "30", "--steps", "30", "--quiet", "--out", out], capsys)
+    code, _, stderr = cli(
+        [
+            "sample",
+            "slow_worlds:SelfSignal",
+            "--target",
+            "a=0.6",
+            "--kernel",
+            kernel,
+            "--particles",
+            "8",
+            "--warmup",
+            "30",
+            "--steps",
+            "30",
+            "--quiet",
+            "--out",
+            out,
+        ],
+        capsys,
+    )
     assert code == 130 and f"the {kernel} kernel cannot resume" in stderr and len(stderr.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("kernel, signum", [("rwmh", signal.SIGTERM), ("ensemble", signal.SIGINT)])
-def test_in_process_interrupt_and_resume_of_the_batched_kernels(worlds_dir, tmp_path, capsys, monkeypatch,
-                                                                kernel, signum):
+def test_in_process_interrupt_and_resume_of_the_batched_kernels(
+    worlds_dir, tmp_path, capsys, monkeypatch, kernel, signum
+):
     import slow_worlds
 
-    args = ["--target", "b=0.5", "--kernel", kernel, "--particles", "24", "--warmup", "25", "--steps", "25",
-            "--keep", "8", "--seed", "11", "--quiet", "--checkpoint-every", "7"]
+    args = [
+        "--target",
+        "b=0.5",
+        "--kernel",
+        kernel,
+        "--particles",
+        "24",
+        "--warmup",
+        "25",
+        "--steps",
+        "25",
+        "--keep",
+        "8",
+        "--seed",
+        "11",
+        "--quiet",
+        "--checkpoint-every",
+        "7",
+    ]
     monkeypatch.setenv("PPLS_SIGNAL_AT", "0")  # never
     assert cli(["sample", "slow_worlds:SelfSignal", *args, "--out", tmp_path / "plain"], capsys)[0] == 0
     monkeypatch.setenv("PPLS_SIGNAL_AT", str(random.randint(3, 40)))
@@ -235,8 +291,9 @@ def test_api_checkpoint_and_resume_bit_for_bit(tmp_path):
     checkpoints.stop = StopAt(random.randint(1, 40))
     with pytest.raises(RunInterrupted):
         run(config, checkpoints)
-    resumed = pls.sample("toy", "a=0.7", num_particles=30, warmup=20, steps=20, thin=3, seed=4, progress=False,
-                         resume=tmp_path)
+    resumed = pls.sample(
+        "toy", "a=0.7", num_particles=30, warmup=20, steps=20, thin=3, seed=4, progress=False, resume=tmp_path
+    )
     assert torch.equal(plain.z, resumed.z)
     assert all(torch.equal(plain.traces[k], resumed.traces[k]) for k in plain.traces)
     with pytest.raises(pls.UserInputError, match="seed = 4"):
@@ -307,8 +364,24 @@ def test_an_unwritable_out_is_refused_before_sampling(tmp_path, capsys):
         locked.chmod(0o500)
     try:
         start = time.perf_counter()
-        code, _, stderr = cli(["sample", "toy", "--target", "a=0.6", "--particles", "2000", "--warmup", "3000",
-                               "--steps", "3000", "--quiet", "--out", locked / "run"], capsys)
+        code, _, stderr = cli(
+            [
+                "sample",
+                "toy",
+                "--target",
+                "a=0.6",
+                "--particles",
+                "2000",
+                "--warmup",
+                "3000",
+                "--steps",
+                "3000",
+                "--quiet",
+                "--out",
+                locked / "run",
+            ],
+            capsys,
+        )
         assert code == 2 and "cannot write" in stderr and time.perf_counter() - start < 10, stderr
         assert len(stderr.strip().splitlines()) == 1
     finally:
@@ -327,18 +400,21 @@ def test_a_left_over_partial_folder_says_how_to_resume(tmp_path, capsys):
 
 
 # -- validation before work ------------------------------------------------------------------------
-@pytest.mark.parametrize("args, message", [
-    (["--target", "1e-300,0.5,0.5"], "float32"),
-    (["--target", "a=0.6", "--alpha", "1e39"], "alpha"),
-    (["--target", "a=0.6", "--alpha", "1e-46"], "alpha"),
-    (["--target", "a=0.6", "--alpha", "1e37"], "alpha"),
-    (["--target", "a=0.6", "--keep", "0"], "keep"),
-    (["--target", "a=0.6", "--seed", str(2**64)], "seed"),
-    (["--target", "a=0.6", "--seed", "-1"], "seed"),
-    (["--target", "a=0.6", "--particles", "1"], "at least 2"),
-    (["--target", "a=0.6", "--checkpoint-every", "0"], "checkpoint-every"),
-    (["--target", "a=0.6", "--checkpoint-every", "nans"], "checkpoint-every"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--target", "1e-300,0.5,0.5"], "float32"),
+        (["--target", "a=0.6", "--alpha", "1e39"], "alpha"),
+        (["--target", "a=0.6", "--alpha", "1e-46"], "alpha"),
+        (["--target", "a=0.6", "--alpha", "1e37"], "alpha"),
+        (["--target", "a=0.6", "--keep", "0"], "keep"),
+        (["--target", "a=0.6", "--seed", str(2**64)], "seed"),
+        (["--target", "a=0.6", "--seed", "-1"], "seed"),
+        (["--target", "a=0.6", "--particles", "1"], "at least 2"),
+        (["--target", "a=0.6", "--checkpoint-every", "0"], "checkpoint-every"),
+        (["--target", "a=0.6", "--checkpoint-every", "nans"], "checkpoint-every"),
+    ],
+)
 def test_values_that_would_fail_mid_run_are_refused_before_work(tmp_path, capsys, args, message):
     code, stdout, stderr = cli(["sample", "toy", *args, "--out", tmp_path / "x", "--quiet"], capsys)
     assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
@@ -418,16 +494,27 @@ class Infinite(Coin):
         return super().classify(x) * float("inf")
 
 
-@pytest.mark.parametrize("world, message", [
-    (RowsSumToFive, "rows summing to 5"), (Negative, "negative probabilities"),
-    (WrongEventShape, "event_shape"), (NumpyOut, "numpy.ndarray, not a torch.Tensor"),
-    (WrongShape, "shape (4, 1); expected (4, 2)"), (DropsBatch, "decode(z)"), (Infinite, "infinite"),
-])
+@pytest.mark.parametrize(
+    "world, message",
+    [
+        (RowsSumToFive, "rows summing to 5"),
+        (Negative, "negative probabilities"),
+        (WrongEventShape, "event_shape"),
+        (NumpyOut, "numpy.ndarray, not a torch.Tensor"),
+        (WrongShape, "shape (4, 1); expected (4, 2)"),
+        (DropsBatch, "decode(z)"),
+        (Infinite, "infinite"),
+    ],
+)
 def test_world_outputs_are_checked_on_a_first_batch(world, message):
     with pytest.raises(pls.UserInputError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
         pls.sample(world(), "heads=0.9", num_particles=10, warmup=2, steps=2, progress=False)
-    assert "\n" not in str(error.value) and "classify" in str(error.value) or "prior" in str(error.value) \
+    assert (
+        "\n" not in str(error.value)
+        and "classify" in str(error.value)
+        or "prior" in str(error.value)
         or "decode" in str(error.value)
+    )
 
 
 def test_the_readme_coin_world_runs_end_to_end(tmp_path, capsys):
@@ -435,8 +522,9 @@ def test_the_readme_coin_world_runs_end_to_end(tmp_path, capsys):
 
     register("coin-test", Coin, overwrite=True)
     out = tmp_path / "coin"
-    code, stdout, stderr = cli(["sample", "coin-test", "--target", "heads=0.9", "--alpha", "20", *SMALL, "--out", out],
-                               capsys)
+    code, stdout, stderr = cli(
+        ["sample", "coin-test", "--target", "heads=0.9", "--alpha", "20", *SMALL, "--out", out], capsys
+    )
     assert code == 0, stderr
     assert (out / "samples.png").stat().st_size > 0
     code, stdout, stderr = cli(["diagnose", out], capsys)

@@ -11,11 +11,29 @@ from pplevelset.errors import UserInputError
 from pplevelset.reproduce import houses as experiment
 from pplevelset.worlds.houses.priors import sample_labelled
 
-TINY = experiment.Sizes(particles=8, warmup=10, steps=10, prior_samples=100, smc_particles=8, smc_populations=2,
-                        smc_moves=2, grid_images=4, circle_pairs=2, seed=3)
+TINY = experiment.Sizes(
+    particles=8,
+    warmup=10,
+    steps=10,
+    prior_samples=100,
+    smc_particles=8,
+    smc_populations=2,
+    smc_moves=2,
+    grid_images=4,
+    circle_pairs=2,
+    seed=3,
+)
 LEVEL_SETS = ("house", "rocket", "ambiguous")
-FIGURES = ("fig1_house.png", "fig1_rocket.png", "fig1_ambiguous.png", "fig3_latents.png", "circles.png",
-           "smc_vs_mh.png", "trace_ambiguous.png", "trace_smc_ambiguous.png")
+FIGURES = (
+    "fig1_house.png",
+    "fig1_rocket.png",
+    "fig1_ambiguous.png",
+    "fig3_latents.png",
+    "circles.png",
+    "smc_vs_mh.png",
+    "trace_ambiguous.png",
+    "trace_smc_ambiguous.png",
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +55,13 @@ def test_tiny_run_writes_report_figures_and_numbers(tiny_run):
         assert (tiny_run / figure).stat().st_size > 1000, figure
         assert f"]({figure})" in report
     numbers = json.loads((tiny_run / "houses.json").read_text())
-    assert (numbers["alpha"], numbers["particles"], numbers["steps"], numbers["warmup"], numbers["seed"]) == \
-        (10.0, 8, 10, 10, 3)
+    assert (numbers["alpha"], numbers["particles"], numbers["steps"], numbers["warmup"], numbers["seed"]) == (
+        10.0,
+        8,
+        10,
+        10,
+        3,
+    )
     for name in LEVEL_SETS:
         level_set = numbers[name]
         for key in ("confidence_mean", "confidence_min", "delta", "posterior_fraction", "prior_fraction"):
@@ -106,6 +129,7 @@ def test_log_dirichlet_matches_torch():
 
 
 # -- issue 3: sampling moves the house probability the right way -----------------------------------
+
 
 @pytest.fixture(scope="module")
 def houses():

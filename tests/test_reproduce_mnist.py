@@ -9,17 +9,60 @@ import torch
 from pplevelset.errors import UserInputError
 from pplevelset.reproduce import mnist as experiment
 
-TINY = experiment.Sizes(num_particles=8, warmup=3, steps=10, smc_particles=8, populations=2, moves=1,
-                        study_alphas=(10.0, 100.0), study_worlds=("vae",), study_particles=4, study_warmup=2,
-                        study_steps=4, study_smc_particles=8, prior_samples=40, tsne_points=8, grid_images=4,
-                        trace_figures=False)
-CELL_KEYS = ("delta", "alpha", "num_particles", "steps", "warmup", "distinct_samples", "hits", "rhat_max",
-             "ess_bulk_min", "burn_in_ok", "burn_in", "paper_delta", "distinct_hits", "far_from_target",
-             "distinct_within_0.05", "likelihood_weighted_distinct", "class_composition", "delta_best_found",
-             "prior_delta", "acceptance_rate")
-SMC_KEYS = ("delta", "num_particles", "distinct_samples", "hits", "distinct_hits", "log_evidence",
-            "log_evidence_per_population", "num_temperatures", "distinct_within_0.05", "class_composition",
-            "elapsed_s", "rhat_max")
+TINY = experiment.Sizes(
+    num_particles=8,
+    warmup=3,
+    steps=10,
+    smc_particles=8,
+    populations=2,
+    moves=1,
+    study_alphas=(10.0, 100.0),
+    study_worlds=("vae",),
+    study_particles=4,
+    study_warmup=2,
+    study_steps=4,
+    study_smc_particles=8,
+    prior_samples=40,
+    tsne_points=8,
+    grid_images=4,
+    trace_figures=False,
+)
+CELL_KEYS = (
+    "delta",
+    "alpha",
+    "num_particles",
+    "steps",
+    "warmup",
+    "distinct_samples",
+    "hits",
+    "rhat_max",
+    "ess_bulk_min",
+    "burn_in_ok",
+    "burn_in",
+    "paper_delta",
+    "distinct_hits",
+    "far_from_target",
+    "distinct_within_0.05",
+    "likelihood_weighted_distinct",
+    "class_composition",
+    "delta_best_found",
+    "prior_delta",
+    "acceptance_rate",
+)
+SMC_KEYS = (
+    "delta",
+    "num_particles",
+    "distinct_samples",
+    "hits",
+    "distinct_hits",
+    "log_evidence",
+    "log_evidence_per_population",
+    "num_temperatures",
+    "distinct_within_0.05",
+    "class_composition",
+    "elapsed_s",
+    "rhat_max",
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +76,12 @@ def test_report_figures_and_table1(tiny_run):
     report = (tiny_run / "report.md").read_text()
     assert "## Table 1" in report and "| ambiguous | 1.83% |" in report and "| 8vs9 | 7.66% |" in report
     assert "(custom sizes)" in report and "Choice of alpha" in report and "SMC beside MH" in report
-    expected = {f"{kernel}-{prior}-{target}.png" for kernel in ("mh", "smc") for prior in experiment.WORLDS
-                for target in experiment.TARGETS} | {"tsne-vae.png", "tsne-gan.png", "alpha-study.png"}
+    expected = {
+        f"{kernel}-{prior}-{target}.png"
+        for kernel in ("mh", "smc")
+        for prior in experiment.WORLDS
+        for target in experiment.TARGETS
+    } | {"tsne-vae.png", "tsne-gan.png", "alpha-study.png"}
     written = {path.name for path in tiny_run.glob("*.png")}
     assert written == expected
     for name in written:

@@ -14,8 +14,10 @@ from pplevelset.model import ParticleDensity, level_set_model
 
 
 def test_same_seed_gives_identical_traces_and_other_seeds_do_not():
-    runs = [pls.sample("toy", "a=0.6", alpha=10, num_particles=64, warmup=20, steps=20, seed=seed,
-                       progress=False) for seed in (3, 3, 4)]
+    runs = [
+        pls.sample("toy", "a=0.6", alpha=10, num_particles=64, warmup=20, steps=20, seed=seed, progress=False)
+        for seed in (3, 3, 4)
+    ]
     for name in ("z", "log_likelihood", "step_size", "acceptance_rate"):
         assert torch.equal(runs[0].traces[name], runs[1].traces[name])
     assert not torch.equal(runs[0].traces["z"], runs[2].traces["z"])
@@ -27,8 +29,9 @@ def test_sampling_leaves_the_global_rng_alone(kernel, settings):
     import random
 
     world = pls.load_world("toy")  # built first: constructing a world may draw (network initialisation)
-    run = lambda seed: pls.sample(world, "ambiguous", num_particles=8, warmup=5, steps=5, seed=seed, kernel=kernel,
-                                  progress=False, **settings)
+    run = lambda seed: pls.sample(
+        world, "ambiguous", num_particles=8, warmup=5, steps=5, seed=seed, kernel=kernel, progress=False, **settings
+    )
     torch.manual_seed(123)
     np.random.seed(5)
     random.seed(6)
@@ -41,8 +44,7 @@ def test_sampling_leaves_the_global_rng_alone(kernel, settings):
 
 
 def test_invalid_proposals_are_rejected_counted_and_never_entered():
-    post = pls.sample(HoleWorld(), "ambiguous", alpha=5, num_particles=256, warmup=50, steps=50,
-                      progress=False)
+    post = pls.sample(HoleWorld(), "ambiguous", alpha=5, num_particles=256, warmup=50, steps=50, progress=False)
     assert post.stats["num_invalid_proposals"] > 0
     assert torch.isfinite(post.traces["log_likelihood"]).all()
     assert (post.traces["z"][..., 0] <= 1.0).all()  # initial states redrawn, NaN region never entered
@@ -105,8 +107,9 @@ def test_pyro_mcmc_runs_the_batched_kernel_and_matches_the_grid(toy):
     num_particles, alpha = 2000, 10.0
     target = pls.parse_target("a=0.6", toy.classes)
     pyro.set_rng_seed(0)
-    mcmc = pyro.infer.MCMC(pls.BatchedRandomWalk(level_set_model, seed=0), num_samples=60, warmup_steps=200,
-                           disable_progbar=True)
+    mcmc = pyro.infer.MCMC(
+        pls.BatchedRandomWalk(level_set_model, seed=0), num_samples=60, warmup_steps=200, disable_progbar=True
+    )
     mcmc.run(toy, target, alpha, num_particles)
     z = mcmc.get_samples()["z"]
     assert z.shape == (60, num_particles, 2)
@@ -121,13 +124,13 @@ def test_pyro_mcmc_runs_the_batched_kernel_and_matches_the_grid(toy):
 
 def test_adapter_works_for_any_plated_model():
     """A plain Pyro model with a positive site: MCMC returns constrained samples."""
+
     def model(n):
         with pyro.plate("particles", n):
             scale = pyro.sample("scale", dist.LogNormal(0.0, 0.5))
             pyro.sample("obs", dist.Normal(0.0, scale), obs=torch.full((n,), 1.5))
 
-    mcmc = pyro.infer.MCMC(pls.BatchedRandomWalk(model, seed=1), num_samples=20, warmup_steps=50,
-                           disable_progbar=True)
+    mcmc = pyro.infer.MCMC(pls.BatchedRandomWalk(model, seed=1), num_samples=20, warmup_steps=50, disable_progbar=True)
     mcmc.run(300)
     assert (mcmc.get_samples()["scale"] > 0).all()
 

@@ -17,8 +17,9 @@ SPEC, ALPHA, PARTICLES = "outside=0.95", 30.0, 4000
 def exact():
     world = TwoModeWorld()
     target = pls.parse_target(SPEC, world.classes)
-    weights, points, log_z = grid_posterior(world, target, ALPHA, [np.linspace(-7, 8, 1201), np.linspace(-6, 6, 241)],
-                                            evidence=True)
+    weights, points, log_z = grid_posterior(
+        world, target, ALPHA, [np.linspace(-7, 8, 1201), np.linspace(-6, 6, 241)], evidence=True
+    )
     return {"mass_right": float(weights[points[:, 0] > 0].sum()), "log_z": log_z}
 
 
@@ -27,8 +28,9 @@ def test_smc_gets_mode_masses_and_evidence_right(exact, seed):
     """Exact: 83% of the mass in the right-hand mode, log Z about -0.016 nats. The issue's bars are
     0.03 in mode fraction and 0.15 nats; with 4,000 particles the Monte Carlo error of the fraction
     is ~0.006 (0.012 with SMC's resampling) and of log Z a few hundredths."""
-    post = pls.sample(TwoModeWorld(), SPEC, alpha=ALPHA, num_particles=PARTICLES, kernel="smc", seed=seed,
-                      progress=False)
+    post = pls.sample(
+        TwoModeWorld(), SPEC, alpha=ALPHA, num_particles=PARTICLES, kernel="smc", seed=seed, progress=False
+    )
     right = float((post.z[:, 0] > 0).double().mean())
     assert abs(right - exact["mass_right"]) < 0.03, (right, exact["mass_right"])
     assert abs(post.stats["log_evidence"] - exact["log_z"]) < 0.15, (post.stats["log_evidence"], exact["log_z"])
@@ -38,15 +40,17 @@ def test_smc_gets_mode_masses_and_evidence_right(exact, seed):
 def test_independent_mh_chains_get_the_proportions_wrong(exact):
     """Documents the problem SMC solves: chains keep the share of starts near each mode (measured here:
     about 0.74 on the right against the exact 0.83, with the same particle count)."""
-    post = pls.sample(TwoModeWorld(), SPEC, alpha=ALPHA, num_particles=PARTICLES, warmup=300, steps=50, seed=0,
-                      progress=False)
+    post = pls.sample(
+        TwoModeWorld(), SPEC, alpha=ALPHA, num_particles=PARTICLES, warmup=300, steps=50, seed=0, progress=False
+    )
     right = float((post.z[:, 0] > 0).double().mean())
     assert exact["mass_right"] - right > 0.05, right
 
 
 def test_smc_is_reproducible_and_seeds_differ():
-    runs = [pls.sample("toy", "a=0.8", alpha=20, num_particles=400, kernel="smc", seed=s, progress=False)
-            for s in (5, 5, 6)]
+    runs = [
+        pls.sample("toy", "a=0.8", alpha=20, num_particles=400, kernel="smc", seed=s, progress=False) for s in (5, 5, 6)
+    ]
     assert torch.equal(runs[0].z, runs[1].z) and runs[0].stats == runs[1].stats
     assert not torch.equal(runs[0].z, runs[2].z)
 
@@ -64,15 +68,16 @@ def test_next_beta_hits_the_ess_fraction_or_one():
     assert beta[1] == 1.0  # nearly flat likelihood: straight to the posterior
     delta = beta[0]
     weights = torch.where(torch.isneginf(log_likelihood[0]), torch.tensor(0.0), torch.exp(delta * log_likelihood[0]))
-    ess = weights.sum() ** 2 / (weights ** 2).sum()
+    ess = weights.sum() ** 2 / (weights**2).sum()
     assert 0 < beta[0] < 1 and ess == pytest.approx(50, rel=1e-3)
 
 
 def test_systematic_resampling_follows_the_weights():
     generator = torch.Generator().manual_seed(0)
     log_weights = torch.log(torch.tensor([[0.5, 0.25, 0.25, 0.0]]))
-    counts = torch.bincount(systematic_resample(log_weights.repeat(1, 25).reshape(1, -1), generator)[0] % 4,
-                            minlength=4)
+    counts = torch.bincount(
+        systematic_resample(log_weights.repeat(1, 25).reshape(1, -1), generator)[0] % 4, minlength=4
+    )
     assert counts.tolist() == [50, 25, 25, 0]
 
 
@@ -80,8 +85,9 @@ def test_the_temperature_cap_warns_and_still_ends_at_one(toy):
     target = pls.parse_target("a=0.98", toy.classes)
     density = ParticleDensity(level_set_model, (toy, target, 200.0, 200))
     with pytest.warns(RuntimeWarning, match="cap of 2 temperatures"):
-        result = run_smc(density, torch.Generator().manual_seed(0), num_populations=2, moves=2, max_stages=2,
-                         progress=False)
+        result = run_smc(
+            density, torch.Generator().manual_seed(0), num_populations=2, moves=2, max_stages=2, progress=False
+        )
     assert result.stages["beta"][:, -1].eq(1.0).all()
     assert torch.isfinite(result.state.log_evidence).all()
 
@@ -106,8 +112,9 @@ def test_incremental_log_weights_scale_per_population_and_keep_impossible_partic
 
 
 def test_resampling_stays_inside_each_population():
-    particles = rwmh.RWState(torch.arange(8.0).unsqueeze(-1), torch.zeros(8), torch.zeros(8), torch.zeros(8, 0),
-                             torch.ones(8))
+    particles = rwmh.RWState(
+        torch.arange(8.0).unsqueeze(-1), torch.zeros(8), torch.zeros(8), torch.zeros(8, 0), torch.ones(8)
+    )
     log_w = torch.full((2, 4), -float("inf"))
     log_w[0, 3] = 0.0  # population 0: all weight on its last particle
     log_w[1] = 0.0

@@ -31,19 +31,22 @@ def test_vector_within_tolerance_is_renormalised():
     assert float(target.sum()) == pytest.approx(1.0, abs=1e-7)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("0.5,0.3,0.2", "3 entries"),
-    ("0,1", "must be > 0"),
-    ("-0.5,1.5", "must be > 0"),
-    ("nan,0.5", "finite"),
-    ("0.5,0.6", "sums to"),
-    ("dog=0.5", "unknown class"),
-    ("house=1.0", "leaves"),
-    ("house=0.5,0.5", "mixes"),
-    ("house=0.5,house=0.4", "twice"),
-    ("house=abc", "not a number"),
-    ("", "empty"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("0.5,0.3,0.2", "3 entries"),
+        ("0,1", "must be > 0"),
+        ("-0.5,1.5", "must be > 0"),
+        ("nan,0.5", "finite"),
+        ("0.5,0.6", "sums to"),
+        ("dog=0.5", "unknown class"),
+        ("house=1.0", "leaves"),
+        ("house=0.5,0.5", "mixes"),
+        ("house=0.5,house=0.4", "twice"),
+        ("house=abc", "not a number"),
+        ("", "empty"),
+    ],
+)
 def test_bad_targets_say_what_is_wrong(spec, message):
     with pytest.raises(UserInputError, match=message):
         parse_target(spec, ["house", "rocket"])

@@ -44,7 +44,8 @@ Evolution, Stat. Comput. 16; Foreman-Mackey et al. (2013), emcee, PASP 125; Farr
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 import torch
 
@@ -134,21 +135,33 @@ def check_size(num_particles: int) -> None:
         raise UserInputError(f"the ensemble kernel needs at least 6 particles (3 per half), got {num_particles}")
 
 
-def init(z_unconstrained: torch.Tensor, log_density_fn: Callable[[torch.Tensor], Density],
-         scales: torch.Tensor | None = None) -> EnsembleState:
+def init(
+    z_unconstrained: torch.Tensor, log_density_fn: Callable[[torch.Tensor], Density], scales: torch.Tensor | None = None
+) -> EnsembleState:
     """The state at ``z_unconstrained`` (``(N, D)``), scored in one batched call; scales start at 1
     (the textbook constants above) unless given."""
     check_size(z_unconstrained.shape[0])
     density = log_density_fn(z_unconstrained)
     if scales is None:
         scales = torch.ones(len(MOVE_NAMES), dtype=z_unconstrained.dtype, device=z_unconstrained.device)
-    return EnsembleState(z_unconstrained, density.log_prior, density.log_likelihood, density.predictions,
-                         torch.as_tensor(scales, dtype=z_unconstrained.dtype, device=z_unconstrained.device))
+    return EnsembleState(
+        z_unconstrained,
+        density.log_prior,
+        density.log_likelihood,
+        density.predictions,
+        torch.as_tensor(scales, dtype=z_unconstrained.dtype, device=z_unconstrained.device),
+    )
 
 
-def step(generator: torch.Generator, state: EnsembleState, log_density_fn: Callable[[torch.Tensor], Density],
-         *, beta: float | torch.Tensor = 1.0, moves: Moves = DEFAULT_MOVES,
-         groups: int = 1) -> tuple[EnsembleState, EnsembleInfo]:
+def step(
+    generator: torch.Generator,
+    state: EnsembleState,
+    log_density_fn: Callable[[torch.Tensor], Density],
+    *,
+    beta: float | torch.Tensor = 1.0,
+    moves: Moves = DEFAULT_MOVES,
+    groups: int = 1,
+) -> tuple[EnsembleState, EnsembleInfo]:
     """One red/blue step against ``p(z) p(target | z)^beta``: the first half moves given the second,
     then the second given the first's new positions. Two density calls of about N/2 rows each.
 
@@ -184,8 +197,9 @@ def group_halves(num: int, groups: int, device=None) -> tuple[torch.Tensor, torc
     return base + torch.arange(half, device=device), base + torch.arange(half, size, device=device)
 
 
-def _grouped_step(generator, state: EnsembleState, log_density_fn, beta, weights: torch.Tensor,
-                  groups: int) -> tuple[EnsembleState, EnsembleInfo]:
+def _grouped_step(
+    generator, state: EnsembleState, log_density_fn, beta, weights: torch.Tensor, groups: int
+) -> tuple[EnsembleState, EnsembleInfo]:
     """The red/blue step within each group: every group's first half given its second, then back."""
     num = state.z_unconstrained.shape[0]
     first, second = group_halves(num, groups, state.z_unconstrained.device)
@@ -197,8 +211,15 @@ def _grouped_step(generator, state: EnsembleState, log_density_fn, beta, weights
     return state, EnsembleInfo(*(torch.cat(pair)[inverse] for pair in zip(info_first, info_second)))
 
 
-def _update_half(generator, state: EnsembleState, active: slice | torch.Tensor, other: slice | torch.Tensor,
-                 log_density_fn, beta, weights: torch.Tensor) -> tuple[EnsembleState, EnsembleInfo]:
+def _update_half(
+    generator,
+    state: EnsembleState,
+    active: slice | torch.Tensor,
+    other: slice | torch.Tensor,
+    log_density_fn,
+    beta,
+    weights: torch.Tensor,
+) -> tuple[EnsembleState, EnsembleInfo]:
     """MH update of the particles in ``active`` with proposals built from those in ``other``: two
     slices, or per group ``(G, a)`` and ``(G, m)`` index tensors (each group's own complement)."""
     rows: slice | torch.Tensor
@@ -212,9 +233,13 @@ def _update_half(generator, state: EnsembleState, active: slice | torch.Tensor, 
         rows = active.reshape(-1)
         z = state.z_unconstrained[rows]
         move = torch.multinomial(weights, z.shape[0], replacement=True, generator=generator).to(z.device)
-        proposal, log_q_ratio = _propose_grouped(generator, z.reshape(active.shape + z.shape[1:]),
-                                                 state.z_unconstrained[other], move.reshape(active.shape),
-                                                 state.scales)
+        proposal, log_q_ratio = _propose_grouped(
+            generator,
+            z.reshape(active.shape + z.shape[1:]),
+            state.z_unconstrained[other],
+            move.reshape(active.shape),
+            state.scales,
+        )
         proposal, log_q_ratio = proposal.reshape(z.shape), log_q_ratio.reshape(-1)
     density = log_density_fn(proposal, rows)
     part_beta = beta[rows] if torch.is_tensor(beta) and beta.dim() > 0 else beta
@@ -234,9 +259,13 @@ def _update_half(generator, state: EnsembleState, active: slice | torch.Tensor, 
         out[rows] = torch.where(keep, new, old[rows])
         return out
 
-    new_state = EnsembleState(merged(state.z_unconstrained, proposal), merged(state.log_prior, density.log_prior),
-                              merged(state.log_likelihood, density.log_likelihood),
-                              merged(state.predictions, density.predictions), state.scales)
+    new_state = EnsembleState(
+        merged(state.z_unconstrained, proposal),
+        merged(state.log_prior, density.log_prior),
+        merged(state.log_likelihood, density.log_likelihood),
+        merged(state.predictions, density.predictions),
+        state.scales,
+    )
     return new_state, EnsembleInfo(acceptance_prob, is_accepted, is_invalid, move)
 
 
@@ -265,8 +294,9 @@ def cloud(points: torch.Tensor) -> _Cloud:
     return _Cloud(points, variance.sqrt().to(points.dtype), chol)
 
 
-def _propose(generator, z: torch.Tensor, complement: torch.Tensor, move: torch.Tensor,
-             scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _propose(
+    generator, z: torch.Tensor, complement: torch.Tensor, move: torch.Tensor, scales: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Proposals for every active particle by its move type, and ``log q(z) - log q(z')`` (0 for
     the symmetric moves). Random draws happen in MOVE_NAMES order, each for its own particles."""
     shape = cloud(complement)
@@ -290,8 +320,9 @@ def _propose(generator, z: torch.Tensor, complement: torch.Tensor, move: torch.T
 
 def _gaussian(generator, count: int, shape: _Cloud) -> torch.Tensor:
     """``count`` draws of ``N(0, Sigma)``, ``Sigma`` the cloud's covariance."""
-    eps = torch.randn((count, shape.chol.shape[0]), generator=generator, device=shape.points.device,
-                      dtype=shape.points.dtype)
+    eps = torch.randn(
+        (count, shape.chol.shape[0]), generator=generator, device=shape.points.device, dtype=shape.points.dtype
+    )
     return eps @ shape.chol.T.to(shape.points.dtype)
 
 
@@ -313,7 +344,6 @@ def _kde(generator, z: torch.Tensor, shape: _Cloud, scale: torch.Tensor) -> tupl
 
 
 # -- grouped proposals: the same moves, each group's particles built from its own complement ---------
-
 
 
 def grouped_cloud(points: torch.Tensor) -> _Cloud:
@@ -345,8 +375,9 @@ def _grouped_gaussian(generator, count: int, shape: _Cloud) -> torch.Tensor:
     return eps @ shape.chol.transpose(1, 2).to(shape.points.dtype)
 
 
-def _propose_grouped(generator, z: torch.Tensor, complement: torch.Tensor, move: torch.Tensor,
-                     scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _propose_grouped(
+    generator, z: torch.Tensor, complement: torch.Tensor, move: torch.Tensor, scales: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`_propose` for ``G`` groups at once: ``z`` ``(G, a, D)``, each group's complement
     ``(G, m, D)``, ``move`` ``(G, a)``. Every move type's proposal is drawn for every particle and
     each particle keeps its own type's (the type is chosen independently of the draws, so each
@@ -366,7 +397,8 @@ def _propose_grouped(generator, z: torch.Tensor, complement: torch.Tensor, move:
             b = torch.randint(size - 1, (groups, count), generator=generator, device=z.device)
             b = b + (b >= a).long()
             noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype) * (
-                DE_NOISE * shape.sd.unsqueeze(1))
+                DE_NOISE * shape.sd.unsqueeze(1)
+            )
             candidate = z + gamma * (_gather(complement, a) - _gather(complement, b)) + noise
         elif kind == WALK:
             candidate = z + scales[WALK] * 2.38 / math.sqrt(dim) * _grouped_gaussian(generator, count, shape)
@@ -413,8 +445,9 @@ def local_kernels(points: torch.Tensor, chol: torch.Tensor, bandwidth: torch.Ten
     return LocalKernels(x, factor, inverse, log_det, bandwidth.double())
 
 
-def _local_kde(generator, z: torch.Tensor, points: torch.Tensor, chol: torch.Tensor,
-               scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _local_kde(
+    generator, z: torch.Tensor, points: torch.Tensor, chol: torch.Tensor, scale: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """An independence proposal per group from the complement's local-covariance KDE, and
     ``log q(z) - log q(z')``: ``z`` ``(G, a, D)``, complement ``points`` ``(G, M, D)``, its
     Cholesky factor ``chol`` ``(G, D, D)``; bandwidth ``scale`` (1: each kernel as wide as its
@@ -470,8 +503,9 @@ def adaptation(targets: tuple[float, ...] = TARGET_ACCEPT) -> Adaptation:
         accept_sum, count = acceptance_counts(info)
         mean = accept_sum / count.clamp_min(1)
         active = (count > 0) & torch.isfinite(adapt.targets)
-        change = torch.where(active, (adapt.iteration + 1) ** -0.6 * (mean - torch.nan_to_num(adapt.targets)),
-                             torch.zeros_like(mean))
+        change = torch.where(
+            active, (adapt.iteration + 1) ** -0.6 * (mean - torch.nan_to_num(adapt.targets)), torch.zeros_like(mean)
+        )
         return adapt._replace(iteration=adapt.iteration + 1), state._replace(scales=state.scales * change.exp())
 
     return Adaptation(init, update)

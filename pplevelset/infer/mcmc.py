@@ -9,7 +9,8 @@ and a function that reads the per-particle proposal scale to record as ``step_si
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
@@ -39,9 +40,17 @@ class Algorithm(NamedTuple):
     move_names: tuple[str, ...] = ()  # kernels whose info has a per-particle ``move`` index
 
 
-def run_mcmc(algorithm: Algorithm, density: ParticleDensity, generator: torch.Generator,
-             z_unconstrained: torch.Tensor, warmup: int, steps: int, thin: int = 1,
-             progress: bool = True, checkpoints: Checkpoints | None = None) -> Draws:
+def run_mcmc(
+    algorithm: Algorithm,
+    density: ParticleDensity,
+    generator: torch.Generator,
+    z_unconstrained: torch.Tensor,
+    warmup: int,
+    steps: int,
+    thin: int = 1,
+    progress: bool = True,
+    checkpoints: Checkpoints | None = None,
+) -> Draws:
     """``warmup`` adapted steps, then ``steps`` recorded ones (every ``thin``-th kept) from ``z_unconstrained``.
 
     With ``checkpoints``, the loop saves its state (kernel state, adaptation state, generator
@@ -60,9 +69,14 @@ def run_mcmc(algorithm: Algorithm, density: ParticleDensity, generator: torch.Ge
             start, state, adapt_state = _restore(checkpoints.resume, generator, state, adapt_state, collector)
 
         def snapshot(completed: int) -> dict:
-            return {"completed": completed, "total": total, "state": _to_plain(state),
-                    "adapt_state": _to_plain(adapt_state), "generator": generator.get_state(),
-                    "collector": collector.state_dict(completed)}
+            return {
+                "completed": completed,
+                "total": total,
+                "state": _to_plain(state),
+                "adapt_state": _to_plain(adapt_state),
+                "generator": generator.get_state(),
+                "collector": collector.state_dict(completed),
+            }
 
         for iteration in collector.iterations(progress, start):
             state, info = algorithm.step(generator, state, density)
@@ -101,7 +115,7 @@ def _from_plain(template: Any, value: Any) -> Any:
     return value
 
 
-def _restore(payload: dict, generator: torch.Generator, state, adapt_state, collector: "TraceCollector"):
+def _restore(payload: dict, generator: torch.Generator, state, adapt_state, collector: TraceCollector):
     start = int(payload["completed"])
     state = _from_plain(state, payload["state"])
     adapt_state = _from_plain(adapt_state, payload["adapt_state"])
@@ -124,8 +138,10 @@ def initial_positions(density: ParticleDensity, generator: torch.Generator, max_
             if not bad.any():
                 return positions
             positions = torch.where(bad.unsqueeze(-1), density.sample_prior(), positions)
-    raise RuntimeError(f"{int(bad.sum())} particles still have a non-finite log density after "
-                       f"{max_tries} prior redraws; check the world's decoder and classifier for NaN")
+    raise RuntimeError(
+        f"{int(bad.sum())} particles still have a non-finite log density after "
+        f"{max_tries} prior redraws; check the world's decoder and classifier for NaN"
+    )
 
 
 class TraceCollector:
@@ -150,17 +166,24 @@ class TraceCollector:
         self._last: tuple | None = None
 
     def iterations(self, progress: bool = True, start: int = 0) -> Iterator[int]:
-        bar = tqdm(range(start, self.warmup + self.steps), desc="warm-up" if start < self.warmup else "sampling",
-                   disable=not progress, dynamic_ncols=True, mininterval=0.5, initial=start,
-                   total=self.warmup + self.steps)
+        bar = tqdm(
+            range(start, self.warmup + self.steps),
+            desc="warm-up" if start < self.warmup else "sampling",
+            disable=not progress,
+            dynamic_ncols=True,
+            mininterval=0.5,
+            initial=start,
+            total=self.warmup + self.steps,
+        )
         for iteration in bar:
             if iteration == self.warmup:
                 bar.set_description("sampling")
             yield iteration
             if self._last is not None and iteration % 25 == 0:
                 accept, log_likelihood = self._last
-                bar.set_postfix(accept=f"{float(accept):.2f}", loglik=f"{float(log_likelihood.median()):.2f}",
-                                refresh=False)
+                bar.set_postfix(
+                    accept=f"{float(accept):.2f}", loglik=f"{float(log_likelihood.median()):.2f}", refresh=False
+                )
 
     def record(self, iteration: int, density: ParticleDensity, state, info, step_size: torch.Tensor) -> None:
         self._last = (info.acceptance_prob.mean(), state.log_likelihood)
@@ -189,20 +212,28 @@ class TraceCollector:
         columns of the traces (on the CPU) and the counters."""
         rows = len(range(0, max(0, completed - self.warmup), self.thin))
         plain = lambda value: value.detach().cpu().clone() if torch.is_tensor(value) else value
-        return {"warmup_traces": {name: value[:, :min(completed, self.warmup)].cpu().clone()
-                                  for name, value in self.warmup_traces.items()},
-                "traces": {name: value[:, :rows].cpu().clone() for name, value in self.traces.items()},
-                "num_invalid": plain(self.num_invalid), "move_accepted": plain(self.move_accepted),
-                "move_counts": plain(self.move_counts)}
+        return {
+            "warmup_traces": {
+                name: value[:, : min(completed, self.warmup)].cpu().clone()
+                for name, value in self.warmup_traces.items()
+            },
+            "traces": {name: value[:, :rows].cpu().clone() for name, value in self.traces.items()},
+            "num_invalid": plain(self.num_invalid),
+            "move_accepted": plain(self.move_accepted),
+            "move_counts": plain(self.move_counts),
+        }
 
     def load_state_dict(self, saved: dict, device: torch.device) -> None:
         """Refill the traces and counters from :meth:`state_dict`."""
-        for store, name, length in ((self.warmup_traces, "warmup_traces", self.warmup),
-                                    (self.traces, "traces", self.num_kept)):
+        for store, name, length in (
+            (self.warmup_traces, "warmup_traces", self.warmup),
+            (self.traces, "traces", self.num_kept),
+        ):
             for key, filled in saved[name].items():
-                full = torch.empty((filled.shape[0], length) + tuple(filled.shape[2:]), dtype=filled.dtype,
-                                   device=device)
-                full[:, :filled.shape[1]] = filled.to(device)
+                full = torch.empty(
+                    (filled.shape[0], length) + tuple(filled.shape[2:]), dtype=filled.dtype, device=device
+                )
+                full[:, : filled.shape[1]] = filled.to(device)
                 store[key] = full
         to_device = lambda value: value.to(device) if torch.is_tensor(value) else value
         self.num_invalid = to_device(saved["num_invalid"])
@@ -232,8 +263,16 @@ class TraceCollector:
         stats: dict[str, Any] = {"num_invalid_proposals": int(self.num_invalid)}
         if self.move_counts is not None and self.move_accepted is not None:
             rates = (self.move_accepted / self.move_counts.clamp_min(1)).tolist()
-            stats["move_acceptance"] = {name: (rate if count else None) for name, rate, count
-                                        in zip(self.move_names, rates, self.move_counts.tolist())}
+            stats["move_acceptance"] = {
+                name: (rate if count else None)
+                for name, rate, count in zip(self.move_names, rates, self.move_counts.tolist())
+            }
         to_cpu = lambda store: {name: value.cpu() for name, value in store.items()}
-        return Draws(density.constrain(state.z_unconstrained)["z"].cpu(), state.predictions.cpu(),
-                     to_cpu(self.traces), "particles", to_cpu(self.warmup_traces) or None, stats)
+        return Draws(
+            density.constrain(state.z_unconstrained)["z"].cpu(),
+            state.predictions.cpu(),
+            to_cpu(self.traces),
+            "particles",
+            to_cpu(self.warmup_traces) or None,
+            stats,
+        )

@@ -35,8 +35,10 @@ from pplevelset.files import atomic_write, write_json
 CHECKPOINT = "checkpoint.pt"
 SETTINGS = "checkpoint.json"
 RESUMABLE_KERNELS = ("rwmh", "ensemble")
-WHY_NOT = {"nuts": "Pyro's NUTS keeps its adaptation and tree state inside pyro.infer.MCMC",
-           "smc": "tempered SMC is not checkpointed (a run is a few temperatures; its state changes per temperature)"}
+WHY_NOT = {
+    "nuts": "Pyro's NUTS keeps its adaptation and tree state inside pyro.infer.MCMC",
+    "smc": "tempered SMC is not checkpointed (a run is a few temperatures; its state changes per temperature)",
+}
 FORMAT = 1
 
 
@@ -44,8 +46,14 @@ class RunInterrupted(KeyboardInterrupt):
     """A run stopped on SIGINT or SIGTERM. ``checkpoint`` is the folder to resume from (``None``
     when nothing was saved), ``step`` the steps completed, ``signum`` the signal."""
 
-    def __init__(self, message: str, signum: int = signal.SIGINT, checkpoint: Path | None = None,
-                 step: int | None = None, total: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        signum: int = signal.SIGINT,
+        checkpoint: Path | None = None,
+        step: int | None = None,
+        total: int | None = None,
+    ):
         super().__init__(message)
         self.message, self.signum, self.checkpoint, self.step, self.total = message, signum, checkpoint, step, total
 
@@ -70,7 +78,7 @@ class Checkpoints:
     every_steps: int | None = None
     every_seconds: float | None = 60.0
     resume: dict | None = None
-    stop: "stop_on_signals | None" = None
+    stop: stop_on_signals | None = None
     saved: int = 0  # checkpoints written by this process
     _last: float = field(default_factory=time.monotonic)
 
@@ -87,8 +95,15 @@ class Checkpoints:
         buffer = io.BytesIO()
         torch.save({"format": FORMAT, **payload}, buffer)
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_json(self.folder / SETTINGS, {"format": FORMAT, "settings": self.settings,
-                                            "completed": payload.get("completed"), "total": payload.get("total")})
+        write_json(
+            self.folder / SETTINGS,
+            {
+                "format": FORMAT,
+                "settings": self.settings,
+                "completed": payload.get("completed"),
+                "total": payload.get("total"),
+            },
+        )
         atomic_write(self.folder / CHECKPOINT, buffer.getvalue())
         self.saved += 1
         self._last = time.monotonic()
@@ -112,11 +127,15 @@ def load(folder: str | Path, settings: dict | None = None) -> dict:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserInputError(f"the checkpoint in {folder} is not one this version of pplevelset wrote")
     if settings is not None:
-        differ = [key for key in sorted(set(settings) | set(saved)) if _plain(settings.get(key)) != _plain(saved.get(key))]
+        differ = [
+            key for key in sorted(set(settings) | set(saved)) if _plain(settings.get(key)) != _plain(saved.get(key))
+        ]
         if differ:
             key = differ[0]
-            raise UserInputError(f"the checkpoint in {folder} is of a run with {key} = {saved.get(key)!r}, "
-                                 f"not {settings.get(key)!r}; resume with the settings it was started with")
+            raise UserInputError(
+                f"the checkpoint in {folder} is of a run with {key} = {saved.get(key)!r}, "
+                f"not {settings.get(key)!r}; resume with the settings it was started with"
+            )
     payload["settings"] = saved
     return payload
 
@@ -154,7 +173,7 @@ class stop_on_signals:
         self.requested = signum
         raise RunInterrupted("interrupted", signum)
 
-    def __enter__(self) -> "stop_on_signals":
+    def __enter__(self) -> stop_on_signals:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._previous[signum] = signal.signal(signum, self._handle)

@@ -13,7 +13,8 @@ step sizes are frozen, so every chain is a valid MH chain.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
@@ -42,8 +43,11 @@ class RWInfo(NamedTuple):
     is_invalid: torch.Tensor  # (N,) bool: the proposal's density was NaN or infinite (rejected)
 
 
-def init(z_unconstrained: torch.Tensor, log_density_fn: Callable[[torch.Tensor], Density],
-         step_size: float | torch.Tensor = 0.1) -> RWState:
+def init(
+    z_unconstrained: torch.Tensor,
+    log_density_fn: Callable[[torch.Tensor], Density],
+    step_size: float | torch.Tensor = 0.1,
+) -> RWState:
     """The state at ``z_unconstrained`` (shape ``(N, D)``), scored in one batched call."""
     density = log_density_fn(z_unconstrained)
     step = torch.as_tensor(step_size, dtype=z_unconstrained.dtype, device=z_unconstrained.device)
@@ -51,8 +55,13 @@ def init(z_unconstrained: torch.Tensor, log_density_fn: Callable[[torch.Tensor],
     return RWState(z_unconstrained, density.log_prior, density.log_likelihood, density.predictions, step)
 
 
-def step(generator: torch.Generator, state: RWState, log_density_fn: Callable[[torch.Tensor], Density],
-         *, beta: float | torch.Tensor = 1.0) -> tuple[RWState, RWInfo]:
+def step(
+    generator: torch.Generator,
+    state: RWState,
+    log_density_fn: Callable[[torch.Tensor], Density],
+    *,
+    beta: float | torch.Tensor = 1.0,
+) -> tuple[RWState, RWInfo]:
     """One MH step of every particle against ``p(z) p(target | z)^beta``, step sizes unchanged.
 
     :param generator: the only source of randomness, so a seed fixes the trace bit for bit.
@@ -107,7 +116,9 @@ def algorithm(step_size: float | None = None, target_accept: float = TARGET_ACCE
     """The batched random walk for :func:`pplevelset.infer.mcmc.run_mcmc`."""
 
     def start(z_unconstrained: torch.Tensor, density: ParticleDensity) -> RWState:
-        return init(z_unconstrained, density, step_size if step_size is not None else default_step_size(z_unconstrained))
+        return init(
+            z_unconstrained, density, step_size if step_size is not None else default_step_size(z_unconstrained)
+        )
 
     return Algorithm(start, step, adaptation(target_accept), lambda state: state.step_size)
 

@@ -74,8 +74,9 @@ def ess(log_weights: torch.Tensor) -> torch.Tensor:
 def incremental_log_weights(log_likelihood: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     """``delta * log_likelihood`` per population (``delta`` is ``(P,)``), with ``-inf`` kept at ``-inf``."""
     delta = delta.unsqueeze(-1)
-    return torch.where(torch.isneginf(log_likelihood), torch.full_like(log_likelihood, -math.inf),
-                       delta * log_likelihood)
+    return torch.where(
+        torch.isneginf(log_likelihood), torch.full_like(log_likelihood, -math.inf), delta * log_likelihood
+    )
 
 
 def next_beta(log_likelihood: torch.Tensor, beta: torch.Tensor, target_ess: float) -> torch.Tensor:
@@ -104,8 +105,9 @@ def systematic_resample(log_weights: torch.Tensor, generator: torch.Generator) -
     return torch.searchsorted(cumulative, positions).clamp(max=num - 1)
 
 
-def resample_populations(particles: rwmh.RWState, log_weights: torch.Tensor,
-                         generator: torch.Generator) -> rwmh.RWState:
+def resample_populations(
+    particles: rwmh.RWState, log_weights: torch.Tensor, generator: torch.Generator
+) -> rwmh.RWState:
     """Each population ``(P, M)`` resampled within itself; particles stay stacked ``(P * M, ...)``."""
     populations, per = log_weights.shape
     ancestors = systematic_resample(log_weights, generator)
@@ -134,8 +136,15 @@ def init(density: ParticleDensity, generator: torch.Generator, num_populations: 
     return SMCState(particles, zeros, zeros.clone(), torch.ones_like(zeros))
 
 
-def step(generator: torch.Generator, state: SMCState, density: ParticleDensity | _Rows, *, moves: int = 10,
-         target_ess: float = 0.5, final: bool = False) -> tuple[SMCState, SMCInfo]:
+def step(
+    generator: torch.Generator,
+    state: SMCState,
+    density: ParticleDensity | _Rows,
+    *,
+    moves: int = 10,
+    target_ess: float = 0.5,
+    final: bool = False,
+) -> tuple[SMCState, SMCInfo]:
     """One temperature: choose beta', reweight, update log Z, resample, then ``moves`` MH moves.
 
     ``final`` jumps straight to beta = 1 (the cap on temperatures was reached).
@@ -147,8 +156,9 @@ def step(generator: torch.Generator, state: SMCState, density: ParticleDensity |
     log_w = incremental_log_weights(log_likelihood, new_beta - state.beta)
     log_w = torch.where((state.beta >= 1).unsqueeze(-1), torch.zeros_like(log_w), log_w)
     if torch.isneginf(log_w.max(-1).values).any():
-        raise RuntimeError("every particle of a population has zero likelihood; the target is unreachable "
-                           "from the prior at this alpha")
+        raise RuntimeError(
+            "every particle of a population has zero likelihood; the target is unreachable from the prior at this alpha"
+        )
     log_evidence = state.log_evidence + torch.logsumexp(log_w, -1) - math.log(per)
     stage_ess = ess(log_w)
     particles = resample_populations(state.particles, log_w, generator)
@@ -170,8 +180,9 @@ def step(generator: torch.Generator, state: SMCState, density: ParticleDensity |
         particles = particles._replace(step_size=proposal_scale(spread, scale_factor, dim).repeat_interleave(per))
     new_state = SMCState(particles, new_beta, log_evidence, scale_factor)
     # (``info`` is the last move's: ``moves >= 1``)
-    return new_state, SMCInfo(new_beta, stage_ess, accepted / max(1, moves), proposal_scale(spread, scale_factor, dim),
-                              info)
+    return new_state, SMCInfo(
+        new_beta, stage_ess, accepted / max(1, moves), proposal_scale(spread, scale_factor, dim), info
+    )
 
 
 class _Rows:
@@ -185,8 +196,9 @@ class _Rows:
         return self.density(flat, self.rows if rows is None else self.rows[rows])
 
 
-def _active_step(generator: torch.Generator, state: SMCState, density: ParticleDensity, active: torch.Tensor,
-                 **kwargs) -> tuple[SMCState, SMCInfo]:
+def _active_step(
+    generator: torch.Generator, state: SMCState, density: ParticleDensity, active: torch.Tensor, **kwargs
+) -> tuple[SMCState, SMCInfo]:
     """:func:`step` for the populations in ``active`` (a bool ``(P,)``) only; the others, already at
     beta = 1, stay as they are (no reweighting, no moves) and record beta 1, ESS M and NaN
     acceptance and step size for this temperature."""
@@ -194,8 +206,12 @@ def _active_step(generator: torch.Generator, state: SMCState, density: ParticleD
     per = state.particles.log_likelihood.shape[0] // populations
     chosen = active.nonzero().squeeze(-1)
     rows = (chosen.unsqueeze(-1) * per + torch.arange(per, device=chosen.device)).reshape(-1)
-    sub = SMCState(rwmh.RWState(*(field[rows] if field.numel() else field for field in state.particles)),
-                   state.beta[chosen], state.log_evidence[chosen], state.scale_factor[chosen])
+    sub = SMCState(
+        rwmh.RWState(*(field[rows] if field.numel() else field for field in state.particles)),
+        state.beta[chosen],
+        state.log_evidence[chosen],
+        state.scale_factor[chosen],
+    )
     sub, sub_info = step(generator, sub, _Rows(density, rows), **kwargs)
 
     def put(full: torch.Tensor, part: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -206,22 +222,38 @@ def _active_step(generator: torch.Generator, state: SMCState, density: ParticleD
         return out
 
     particles = rwmh.RWState(*(put(full, part, rows) for full, part in zip(state.particles, sub.particles)))
-    new_state = SMCState(particles, put(state.beta, sub.beta, chosen), put(state.log_evidence, sub.log_evidence, chosen),
-                         put(state.scale_factor, sub.scale_factor, chosen))
+    new_state = SMCState(
+        particles,
+        put(state.beta, sub.beta, chosen),
+        put(state.log_evidence, sub.log_evidence, chosen),
+        put(state.scale_factor, sub.scale_factor, chosen),
+    )
     nan = torch.full_like(state.beta, math.nan)
     last = sub_info.last_move
-    full_last = rwmh.RWInfo(put(torch.full_like(state.particles.log_likelihood, math.nan), last.acceptance_prob, rows),
-                            put(torch.zeros_like(state.particles.log_likelihood, dtype=torch.bool), last.is_accepted, rows),
-                            put(torch.zeros_like(state.particles.log_likelihood, dtype=torch.bool), last.is_invalid, rows))
-    info = SMCInfo(put(torch.ones_like(state.beta), sub_info.beta, chosen),
-                   put(torch.full_like(state.beta, float(per)), sub_info.ess, chosen),
-                   put(nan, sub_info.acceptance_rate, chosen), put(nan, sub_info.step_size, chosen), full_last)
+    full_last = rwmh.RWInfo(
+        put(torch.full_like(state.particles.log_likelihood, math.nan), last.acceptance_prob, rows),
+        put(torch.zeros_like(state.particles.log_likelihood, dtype=torch.bool), last.is_accepted, rows),
+        put(torch.zeros_like(state.particles.log_likelihood, dtype=torch.bool), last.is_invalid, rows),
+    )
+    info = SMCInfo(
+        put(torch.ones_like(state.beta), sub_info.beta, chosen),
+        put(torch.full_like(state.beta, float(per)), sub_info.ess, chosen),
+        put(nan, sub_info.acceptance_rate, chosen),
+        put(nan, sub_info.step_size, chosen),
+        full_last,
+    )
     return new_state, info
 
 
-def run_smc(density: ParticleDensity, generator: torch.Generator, num_populations: int, moves: int = 10,
-            target_ess: float = 0.5, max_stages: int = 200,
-            progress: bool = True) -> SMCResult:
+def run_smc(
+    density: ParticleDensity,
+    generator: torch.Generator,
+    num_populations: int,
+    moves: int = 10,
+    target_ess: float = 0.5,
+    max_stages: int = 200,
+    progress: bool = True,
+) -> SMCResult:
     """Temper each of ``num_populations`` populations to beta = 1.
 
     A population that reaches beta = 1 stops there (no more moves) while the others go on, so a
@@ -232,8 +264,14 @@ def run_smc(density: ParticleDensity, generator: torch.Generator, num_population
         raise ValueError(f"{density.num_particles} particles do not split into {num_populations} equal populations")
     state = init(density, generator, num_populations)
     stages: dict[str, list] = {name: [] for name in STAGE_STATISTICS}
-    bar = tqdm(total=1000, desc="tempering", disable=not progress, dynamic_ncols=True, mininterval=0.5,
-               bar_format="{l_bar}{bar}| beta {postfix}")
+    bar = tqdm(
+        total=1000,
+        desc="tempering",
+        disable=not progress,
+        dynamic_ncols=True,
+        mininterval=0.5,
+        bar_format="{l_bar}{bar}| beta {postfix}",
+    )
     info: SMCInfo | None = None
     last_acceptance: torch.Tensor | None = None
     for stage in range(max_stages):
@@ -241,18 +279,27 @@ def run_smc(density: ParticleDensity, generator: torch.Generator, num_population
             break
         final = stage == max_stages - 1
         if final:
-            warnings.warn(f"SMC hit its cap of {max_stages} temperatures before beta reached 1; the last "
-                          "step jumped to beta = 1, so the final weights may be degenerate. Lower alpha, "
-                          "raise the number of particles or the cap.", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"SMC hit its cap of {max_stages} temperatures before beta reached 1; the last "
+                "step jumped to beta = 1, so the final weights may be degenerate. Lower alpha, "
+                "raise the number of particles or the cap.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         active = state.beta < 1
         if bool(active.all()):
             state, info = step(generator, state, density, moves=moves, target_ess=target_ess, final=final)
         else:
-            state, info = _active_step(generator, state, density, active, moves=moves, target_ess=target_ess,
-                                       final=final)
-        last_acceptance = (info.last_move.acceptance_prob if last_acceptance is None else
-                           torch.where(torch.isnan(info.last_move.acceptance_prob), last_acceptance,
-                                       info.last_move.acceptance_prob))
+            state, info = _active_step(
+                generator, state, density, active, moves=moves, target_ess=target_ess, final=final
+            )
+        last_acceptance = (
+            info.last_move.acceptance_prob
+            if last_acceptance is None
+            else torch.where(
+                torch.isnan(info.last_move.acceptance_prob), last_acceptance, info.last_move.acceptance_prob
+            )
+        )
         for name in STAGE_STATISTICS:
             stages[name].append(getattr(info, name))
         bar.n = int(1000 * float(state.beta.min()))
@@ -266,24 +313,42 @@ def run_smc(density: ParticleDensity, generator: torch.Generator, num_population
     return SMCResult(state, info, {name: torch.stack(values, -1) for name, values in stages.items()})
 
 
-def run(config: "RunConfig", density: ParticleDensity, generator: torch.Generator) -> Draws:
+def run(config: RunConfig, density: ParticleDensity, generator: torch.Generator) -> Draws:
     """The SMC kernel under the driver's contract: populations as chains, their final particles as draws."""
     options = config.smc
     with torch.no_grad():
-        state, info, stages = run_smc(density, generator, options.populations, moves=options.moves,
-                                      target_ess=options.target_ess, progress=config.progress)
+        state, info, stages = run_smc(
+            density,
+            generator,
+            options.populations,
+            moves=options.moves,
+            target_ess=options.target_ess,
+            progress=config.progress,
+        )
     particles, populations = state.particles, options.populations
     per = config.num_particles // populations
     z = density.constrain(particles.z_unconstrained)["z"]
     grouped = lambda value: value.reshape((populations, per) + value.shape[1:]).cpu()
-    traces = {"z": grouped(z), "prediction_probs": grouped(particles.predictions),
-              "lp": grouped(particles.log_prior + particles.log_likelihood),
-              "log_likelihood": grouped(particles.log_likelihood),
-              "acceptance_rate": grouped(info.last_move.acceptance_prob),  # of the last MH move
-              "step_size": grouped(particles.step_size)}
+    traces = {
+        "z": grouped(z),
+        "prediction_probs": grouped(particles.predictions),
+        "lp": grouped(particles.log_prior + particles.log_likelihood),
+        "log_likelihood": grouped(particles.log_likelihood),
+        "acceptance_rate": grouped(info.last_move.acceptance_prob),  # of the last MH move
+        "step_size": grouped(particles.step_size),
+    }
     log_evidence = state.log_evidence.cpu()
-    stats = {"log_evidence": float(torch.logsumexp(log_evidence, 0) - math.log(populations)),
-             "log_evidence_per_population": [float(v) for v in log_evidence],
-             "num_temperatures": int(stages["beta"].shape[-1])}
-    return Draws(z.cpu(), particles.predictions.cpu(), traces, "populations", None, stats,
-                 {name: value.cpu() for name, value in stages.items()})
+    stats = {
+        "log_evidence": float(torch.logsumexp(log_evidence, 0) - math.log(populations)),
+        "log_evidence_per_population": [float(v) for v in log_evidence],
+        "num_temperatures": int(stages["beta"].shape[-1]),
+    }
+    return Draws(
+        z.cpu(),
+        particles.predictions.cpu(),
+        traces,
+        "populations",
+        None,
+        stats,
+        {name: value.cpu() for name, value in stages.items()},
+    )

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 
-def tempered(log_prior: torch.Tensor, log_likelihood: torch.Tensor,
-             beta: float | torch.Tensor = 1.0) -> torch.Tensor:
+def tempered(log_prior: torch.Tensor, log_likelihood: torch.Tensor, beta: float | torch.Tensor = 1.0) -> torch.Tensor:
     """``log_prior + beta * log_likelihood`` with ``0 * -inf = 0``, so beta = 0 is the prior exactly.
 
     ``beta`` is a number or a per-particle tensor (tempered SMC runs populations at different betas).
@@ -16,5 +15,4 @@ def tempered(log_prior: torch.Tensor, log_likelihood: torch.Tensor,
             return log_prior + log_likelihood
         if beta == 0.0:
             return log_prior
-    return log_prior + torch.where(torch.as_tensor(beta) == 0, torch.zeros_like(log_likelihood),
-                                   beta * log_likelihood)
+    return log_prior + torch.where(torch.as_tensor(beta) == 0, torch.zeros_like(log_likelihood), beta * log_likelihood)

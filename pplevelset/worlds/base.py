@@ -62,10 +62,11 @@ class World:
         """SHA-256 of every trained network the world uses, by ``folder/name`` (recorded with runs)."""
         from pplevelset.checkpoints import read_card
 
-        return {f"{folder}/{name}": str(read_card(folder, name).get("sha256"))
-                for folder, name in self.required_checkpoints}
+        return {
+            f"{folder}/{name}": str(read_card(folder, name).get("sha256")) for folder, name in self.required_checkpoints
+        }
 
-    def to(self, device: torch.device | str) -> "World":
+    def to(self, device: torch.device | str) -> World:
         """Move every network and tensor attribute to ``device``; returns ``self``."""
         self.device = torch.device(device)
         for key, value in vars(self).items():
@@ -74,8 +75,10 @@ class World:
         return self
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(name={self.name!r}, latent_dim={self.latent_dim}, "
-                f"classes={len(self.classes)}, differentiable={self.differentiable})")
+        return (
+            f"{type(self).__name__}(name={self.name!r}, latent_dim={self.latent_dim}, "
+            f"classes={len(self.classes)}, differentiable={self.differentiable})"
+        )
 
 
 def _describe(value: Any) -> str:
@@ -118,36 +121,48 @@ def check_world(world: World, num: int = PROBE_SIZE) -> None:
         if not isinstance(prior, torch.distributions.Distribution):
             raise UserInputError(f"{label}: prior() returned {_describe(prior)}, not a torch/Pyro distribution")
         if tuple(prior.event_shape) != (dim,) or tuple(prior.batch_shape) != ():
-            raise UserInputError(f"{label}: prior() has event_shape {tuple(prior.event_shape)} and batch_shape "
-                                 f"{tuple(prior.batch_shape)}; it must have event_shape ({dim},) (latent_dim) and "
-                                 "batch_shape () (e.g. add .to_event(1))")
+            raise UserInputError(
+                f"{label}: prior() has event_shape {tuple(prior.event_shape)} and batch_shape "
+                f"{tuple(prior.batch_shape)}; it must have event_shape ({dim},) (latent_dim) and "
+                "batch_shape () (e.g. add .to_event(1))"
+            )
         try:
             z = prior.sample((num,))
         except Exception as exc:
-            raise UserInputError(f"{label}: prior().sample() failed: {type(exc).__name__}: "
-                                 f"{(str(exc).strip().splitlines() or [''])[0]}") from None
+            raise UserInputError(
+                f"{label}: prior().sample() failed: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+            ) from None
         x = _call(world, "decode", z)
         if not torch.is_tensor(x):
             raise UserInputError(f"{label}: decode(z) returned {_describe(x)}, not a torch.Tensor")
         if x.dim() < 1 or x.shape[0] != num:
-            raise UserInputError(f"{label}: decode(z) with z of shape {tuple(z.shape)} returned shape "
-                                 f"{tuple(x.shape)}; it must keep the batch dimension ({num}, ...)")
+            raise UserInputError(
+                f"{label}: decode(z) with z of shape {tuple(z.shape)} returned shape "
+                f"{tuple(x.shape)}; it must keep the batch dimension ({num}, ...)"
+            )
         probs = _call(world, "classify", x)
         what = f"{label}: classify(decode(z)) with z of shape {tuple(z.shape)} returned"
         if not torch.is_tensor(probs):
             raise UserInputError(f"{what} {_describe(probs)}, not a torch.Tensor")
         if tuple(probs.shape) != (num, len(world.classes)):
-            raise UserInputError(f"{what} shape {tuple(probs.shape)}; expected ({num}, {len(world.classes)}): "
-                                 "one probability per class, batch shape kept")
+            raise UserInputError(
+                f"{what} shape {tuple(probs.shape)}; expected ({num}, {len(world.classes)}): "
+                "one probability per class, batch shape kept"
+            )
         values = probs.detach().double()
         known = values[~torch.isnan(values).any(-1)]
         if not torch.isfinite(known).all():
-            raise UserInputError(f"{what} infinite values; probabilities must be finite (NaN marks an unscorable input)")
+            raise UserInputError(
+                f"{what} infinite values; probabilities must be finite (NaN marks an unscorable input)"
+            )
         if (known < 0).any():
-            raise UserInputError(f"{what} negative probabilities (min {float(known.min()):.4g}); "
-                                 "each row must be a probability vector")
+            raise UserInputError(
+                f"{what} negative probabilities (min {float(known.min()):.4g}); each row must be a probability vector"
+            )
         sums = known.sum(-1)
         if sums.numel() and float((sums - 1).abs().max()) > SUM_TOLERANCE:
             worst = float(sums[(sums - 1).abs().argmax()])
-            raise UserInputError(f"{what} rows summing to {worst:.6g}; each row must sum to 1 within "
-                                 f"{SUM_TOLERANCE:g} (apply a softmax?)")
+            raise UserInputError(
+                f"{what} rows summing to {worst:.6g}; each row must sum to 1 within "
+                f"{SUM_TOLERANCE:g} (apply a softmax?)"
+            )

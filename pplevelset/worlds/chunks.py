@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -12,7 +12,9 @@ import torch
 CHUNK = 512
 
 
-def in_chunks(function: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, size: int | None = None) -> torch.Tensor:
+def in_chunks(
+    function: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, size: int | None = None
+) -> torch.Tensor:
     """``function(batch)`` computed on consecutive slices of at most ``size`` rows along dim 0 and
     concatenated: the same result for any per-row function (no batch statistics), less memory.
     On a GPU the whole batch goes at once (its kernels want large batches)."""

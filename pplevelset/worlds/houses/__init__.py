@@ -12,5 +12,13 @@ from pplevelset.worlds.houses.priors import CLASSES, houses_circles_prior, house
 from pplevelset.worlds.houses.render import draw, render
 from pplevelset.worlds.houses.world import HousesCirclesWorld, HousesWorld
 
-__all__ = ["CLASSES", "HousesCirclesWorld", "HousesWorld", "draw", "houses_circles_prior", "houses_prior",
-           "render", "sample_labelled"]
+__all__ = [
+    "CLASSES",
+    "HousesCirclesWorld",
+    "HousesWorld",
+    "draw",
+    "houses_circles_prior",
+    "houses_prior",
+    "render",
+    "sample_labelled",
+]

@@ -40,8 +40,9 @@ class HousesCNN(nn.Module):
             layers += [nn.Conv2d(width, out, kernel, stride=2, padding=kernel // 2), nn.ReLU()]
             width, size = out, size // 2
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(width * size * size, hidden), nn.ReLU(),
-                                  nn.Linear(hidden, num_classes))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(width * size * size, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -57,9 +58,11 @@ def _render_dataset(n: int, generator: torch.Generator, chunk: int = 2_000):
 def _binary_metrics(predicted: torch.Tensor, labels: torch.Tensor, positive: int = 0) -> dict:
     """Accuracy, and precision and recall of the ``positive`` class (house)."""
     hits = ((predicted == positive) & (labels == positive)).sum().item()
-    return dict(accuracy=(predicted == labels).sum().item() / max(len(labels), 1),
-                precision=hits / max((predicted == positive).sum().item(), 1),
-                recall=hits / max((labels == positive).sum().item(), 1))
+    return dict(
+        accuracy=(predicted == labels).sum().item() / max(len(labels), 1),
+        precision=hits / max((predicted == positive).sum().item(), 1),
+        recall=hits / max((labels == positive).sum().item(), 1),
+    )
 
 
 def _bayes_predictions(z: torch.Tensor) -> torch.Tensor:
@@ -74,8 +77,16 @@ def predict(model: nn.Module, images: torch.Tensor, device, batch_size: int = 1_
     return torch.cat([model(part.to(device)).argmax(-1).cpu() for part in images.split(batch_size)])
 
 
-def train(*, seed: int = 0, epochs: int | None = None, data_root=None, download: bool = False,
-          out=None, device: str = "cpu", progress: bool = True) -> dict:
+def train(
+    *,
+    seed: int = 0,
+    epochs: int | None = None,
+    data_root=None,
+    download: bool = False,
+    out=None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict:
     """Train :class:`HousesCNN` on 16,000 rendered images and save it as ``houses/classifier``.
 
     ``data_root`` and ``download`` are accepted for a uniform trainer signature and ignored: the
@@ -116,22 +127,38 @@ def train(*, seed: int = 0, epochs: int | None = None, data_root=None, download:
     metrics = _binary_metrics(predict(model, test_images, device), test_labels)
     bayes = _binary_metrics(_bayes_predictions(test_z), test_labels)
     elapsed = time.perf_counter() - started
-    metrics.update(n_train=N_TRAIN, n_test=N_TEST, positive_class="house",
-                   bayes_accuracy_on_test_latents=bayes["accuracy"])
+    metrics.update(
+        n_train=N_TRAIN, n_test=N_TEST, positive_class="house", bayes_accuracy_on_test_latents=bayes["accuracy"]
+    )
     card = dict(
         world="houses",
-        architecture=dict(module=__name__, class_name="HousesCNN", args=model.config,
-                          parameters=sum(p.numel() for p in model.parameters())),
-        data=dict(source="rendered from the houses prior (pplevelset.worlds.houses.priors.sample_labelled "
-                         "and .render.draw), labels are the mixture component: 0 house, 1 rocket",
-                  classes=["house", "rocket"], n_train=N_TRAIN, n_test=N_TEST,
-                  generator="torch.Generator seeded with `seed`: train set drawn first, then test set",
-                  renderer=SETTINGS),
-        training=dict(epochs=epochs, batch_size=BATCH_SIZE, optimizer="Adam",
-                      schedule="OneCycleLR", max_learning_rate=LEARNING_RATE, loss="cross-entropy",
-                      device=str(device), torch_threads=torch.get_num_threads(),
-                      load_average_before=[round(v, 2) for v in load_before],
-                      load_average_after=[round(v, 2) for v in os.getloadavg()]),
+        architecture=dict(
+            module=__name__,
+            class_name="HousesCNN",
+            args=model.config,
+            parameters=sum(p.numel() for p in model.parameters()),
+        ),
+        data=dict(
+            source="rendered from the houses prior (pplevelset.worlds.houses.priors.sample_labelled "
+            "and .render.draw), labels are the mixture component: 0 house, 1 rocket",
+            classes=["house", "rocket"],
+            n_train=N_TRAIN,
+            n_test=N_TEST,
+            generator="torch.Generator seeded with `seed`: train set drawn first, then test set",
+            renderer=SETTINGS,
+        ),
+        training=dict(
+            epochs=epochs,
+            batch_size=BATCH_SIZE,
+            optimizer="Adam",
+            schedule="OneCycleLR",
+            max_learning_rate=LEARNING_RATE,
+            loss="cross-entropy",
+            device=str(device),
+            torch_threads=torch.get_num_threads(),
+            load_average_before=[round(v, 2) for v in load_before],
+            load_average_after=[round(v, 2) for v in os.getloadavg()],
+        ),
         seed=seed,
         command=f"pplevelset train houses --seed {seed}" + (f" --epochs {epochs}" if epochs != DEFAULT_EPOCHS else ""),
         metrics=metrics,
@@ -140,6 +167,8 @@ def train(*, seed: int = 0, epochs: int | None = None, data_root=None, download:
     )
     save_checkpoint(model.state_dict(), "houses", "classifier", card, root=out)
     if progress:
-        print(f"houses classifier: accuracy {metrics['accuracy']:.4f}, precision {metrics['precision']:.4f}, "
-              f"recall {metrics['recall']:.4f} (Bayes {bayes['accuracy']:.4f}) in {elapsed:.0f} s")
+        print(
+            f"houses classifier: accuracy {metrics['accuracy']:.4f}, precision {metrics['precision']:.4f}, "
+            f"recall {metrics['recall']:.4f} (Bayes {bayes['accuracy']:.4f}) in {elapsed:.0f} s"
+        )
     return metrics

@@ -45,14 +45,16 @@ def houses_circles_prior(device=None) -> Concatenated:
     return Concatenated([houses_prior(device), radius.to_event(1), centre.to_event(1)])
 
 
-def sample_labelled(n: int, generator: torch.Generator | None = None, circles: bool = False,
-                    device=None) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_labelled(
+    n: int, generator: torch.Generator | None = None, circles: bool = False, device=None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` latents from the prior with their class index (0 house, 1 rocket): training data.
 
     Draws on the generator's device (CPU by default) so a seed gives the same data everywhere,
     then moves to ``device``. Returns ``z`` of shape ``(n, 3)`` (``(n, 6)`` with circles) and
     ``labels`` of shape ``(n,)``.
     """
+
     def uniform(*shape):
         return torch.rand(shape, generator=generator, dtype=torch.float64)
 

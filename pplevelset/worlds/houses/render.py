@@ -31,8 +31,13 @@ BLUR_SIGMA = 1.0  # Gaussian blur, pixels
 CIRCLE_STROKE = 2.0  # width of the circle's outline, pixels
 CHUNK = 256  # images rendered at a time
 
-SETTINGS = dict(size=SIZE, ground_margin=GROUND_MARGIN, edge_softness=EDGE_SOFTNESS,
-                blur_sigma=BLUR_SIGMA, circle_stroke=CIRCLE_STROKE)
+SETTINGS = dict(
+    size=SIZE,
+    ground_margin=GROUND_MARGIN,
+    edge_softness=EDGE_SOFTNESS,
+    blur_sigma=BLUR_SIGMA,
+    circle_stroke=CIRCLE_STROKE,
+)
 
 
 @functools.lru_cache(maxsize=8)
@@ -94,8 +99,12 @@ def _circle_image(r, x, y, dtype, device):
     return off_ring.neg_().add_(CIRCLE_STROKE / 2 / EDGE_SOFTNESS).sigmoid_()
 
 
-def render(w: torch.Tensor, h: torch.Tensor, t: torch.Tensor,
-           circle: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+def render(
+    w: torch.Tensor,
+    h: torch.Tensor,
+    t: torch.Tensor,
+    circle: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Images ``(..., 1, SIZE, SIZE)`` in [0, 1] of a house or rocket, differentiable in every size.
 
     :param w: rectangle (and triangle base) width, pixels, shape ``(...)``.

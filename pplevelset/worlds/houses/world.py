@@ -52,8 +52,9 @@ class HousesWorld(World):
     required_checkpoints = (("houses", "classifier"),)
 
     def __init__(self):
-        self.classifier, self.classifier_card = load_module(HousesCNN(), "houses", "classifier",
-                                                                 train_command="pplevelset train houses")
+        self.classifier, self.classifier_card = load_module(
+            HousesCNN(), "houses", "classifier", train_command="pplevelset train houses"
+        )
         # channels-last convolutions: 1.3-2x faster on a CPU (`make bench`, "layout"), the same numbers
         self.classifier = self.classifier.to(memory_format=torch.channels_last)
 
