@@ -20,8 +20,16 @@ METHOD_NAMES = {
 def order(path: Path):
     """results.json (quick, make bench) first, then full, then devices."""
     name = path.name
-    return (0 if name == "results.json" else 1 if name == "results-population.json" else
-            2 if name == "results-full.json" else 3, name)
+    return (
+        0
+        if name == "results.json"
+        else 1
+        if name == "results-population.json"
+        else 2
+        if name == "results-full.json"
+        else 3,
+        name,
+    )
 
 
 def _num(value, digits=3) -> str:
@@ -44,7 +52,9 @@ def _num(value, digits=3) -> str:
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_num(cell) if not isinstance(cell, str) else cell for cell in row) + " |" for row in rows]
+    lines += [
+        "| " + " | ".join(_num(cell) if not isinstance(cell, str) else cell for cell in row) + " |" for row in rows
+    ]
     return lines + [""]
 
 
@@ -59,16 +69,27 @@ def _ratio(entry: dict | None, key: str) -> str:
 
 def _machine(results: dict) -> list[str]:
     m = results["machine"]
-    rows = [["CPU", m.get("cpu_model")], ["cores", m.get("cpu_cores")],
-            ["torch threads (intra / inter-op)", f"{m.get('torch_threads')} / {m.get('torch_interop_threads')}"
-                                                 + (f", chosen by {m['torch_threads_choice']}" if m.get("torch_threads_choice") else "")],
-            ["device", m.get("device") + (f" ({m['gpu']})" if m.get("gpu") else "")],
-            ["versions", f"python {m.get('python')}, torch {m.get('torch')}, pyro {m.get('pyro')}, "
-                         f"arviz {m.get('arviz')}, numpy {m.get('numpy')}, pplevelset {m.get('pplevelset')}"],
-            ["platform", m.get("platform")], ["commit", m.get("git_commit") or "–"],
-            ["load average (1, 5, 15 min) at start", ", ".join(map(str, m.get("load_average_start", [])))],
-            ["load average at end", ", ".join(map(str, m.get("load_average_end", [])))],
-            ["started", m.get("started")], ["wall time", f"{m.get('wall_s', 0):.0f} s"]]
+    rows = [
+        ["CPU", m.get("cpu_model")],
+        ["cores", m.get("cpu_cores")],
+        [
+            "torch threads (intra / inter-op)",
+            f"{m.get('torch_threads')} / {m.get('torch_interop_threads')}"
+            + (f", chosen by {m['torch_threads_choice']}" if m.get("torch_threads_choice") else ""),
+        ],
+        ["device", m.get("device") + (f" ({m['gpu']})" if m.get("gpu") else "")],
+        [
+            "versions",
+            f"python {m.get('python')}, torch {m.get('torch')}, pyro {m.get('pyro')}, "
+            f"arviz {m.get('arviz')}, numpy {m.get('numpy')}, pplevelset {m.get('pplevelset')}",
+        ],
+        ["platform", m.get("platform")],
+        ["commit", m.get("git_commit") or "–"],
+        ["load average (1, 5, 15 min) at start", ", ".join(map(str, m.get("load_average_start", [])))],
+        ["load average at end", ", ".join(map(str, m.get("load_average_end", [])))],
+        ["started", m.get("started")],
+        ["wall time", f"{m.get('wall_s', 0):.0f} s"],
+    ]
     return [f"Command: `{m.get('command')}`", ""] + _table(["machine", ""], [[a, str(b)] for a, b in rows])
 
 
@@ -78,8 +99,11 @@ def _goals(results: dict) -> list[str]:
         if "ratios" in goal:
             measured = ", ".join(f"N={n}: {_num(r)}" for n, r in goal["ratios"].items())
         else:
-            measured = ("no hits by either method, no ratio" if goal["ratio"] is None else
-                        ("≥ " if goal.get("ratio_is_lower_bound") else "") + _num(goal["ratio"]) + "x")
+            measured = (
+                "no hits by either method, no ratio"
+                if goal["ratio"] is None
+                else ("≥ " if goal.get("ratio_is_lower_bound") else "") + _num(goal["ratio"]) + "x"
+            )
             if "rhat_rwmh" in goal:
                 measured += f", R-hat of ours {_num(goal['rhat_rwmh'])}"
         rows.append([name, measured, "**met**" if goal["met"] else "not met"])
@@ -92,33 +116,64 @@ def _comparison(results: dict) -> list[str]:
     for world in worlds:
         for target_name, block in results[world].items():
             details = block["details"]
-            lines.append(f"#### {world}, {target_name} (`{block['spec']}`, alpha {block['alpha']:g}), "
-                         f"{block['budget_s']:g} s each")
+            lines.append(
+                f"#### {world}, {target_name} (`{block['spec']}`, alpha {block['alpha']:g}), "
+                f"{block['budget_s']:g} s each"
+            )
             lines.append("")
             rows = []
             for method, d in details.items():
                 ratio = block["ratios"].get(method)
-                rows.append([METHOD_NAMES.get(method, method), d["ess_per_s"], d["rhat"], d["hits_per_s"],
-                             "1" if method == "rwmh" else _ratio(ratio, "ess_per_s"),
-                             "1" if method == "rwmh" else _ratio(ratio, "hits_per_s"),
-                             d["ess"], d["hits"], f"{d['chains']} x {d['draws']}", d["elapsed_s"]])
-            lines += _table(["method", "ESS/s", "R-hat", "hits/s", "ours ÷ it, ESS/s", "ours ÷ it, hits/s",
-                             "ESS", "hits", "chains x draws", "seconds"], rows)
+                rows.append(
+                    [
+                        METHOD_NAMES.get(method, method),
+                        d["ess_per_s"],
+                        d["rhat"],
+                        d["hits_per_s"],
+                        "1" if method == "rwmh" else _ratio(ratio, "ess_per_s"),
+                        "1" if method == "rwmh" else _ratio(ratio, "hits_per_s"),
+                        d["ess"],
+                        d["hits"],
+                        f"{d['chains']} x {d['draws']}",
+                        d["elapsed_s"],
+                    ]
+                )
+            lines += _table(
+                [
+                    "method",
+                    "ESS/s",
+                    "R-hat",
+                    "hits/s",
+                    "ours ÷ it, ESS/s",
+                    "ours ÷ it, hits/s",
+                    "ESS",
+                    "hits",
+                    "chains x draws",
+                    "seconds",
+                ],
+                rows,
+            )
             notes = []
             if "prior_rejection" in details:
                 r = details["prior_rejection"]
-                notes.append(f"rejection: {r['accepted']:,} accepted of {r['proposed']:,} prior draws "
-                             f"(log M = {r['bound']['log_bound']:.3f}); {r['prior_draws_within_tv']:,} prior draws "
-                             f"fell within TV 0.1 whatever the acceptance")
+                notes.append(
+                    f"rejection: {r['accepted']:,} accepted of {r['proposed']:,} prior draws "
+                    f"(log M = {r['bound']['log_bound']:.3f}); {r['prior_draws_within_tv']:,} prior draws "
+                    f"fell within TV 0.1 whatever the acceptance"
+                )
             if "smc" in details:
                 s = details["smc"]
-                notes.append(f"SMC: {s['settings']['runs']} run(s) of {s['settings']['num_particles']} particles in "
-                             f"{s['settings']['populations']} populations, temperatures {s['temperatures']}, "
-                             f"{s['distinct_final_particles']:,} distinct final particles")
+                notes.append(
+                    f"SMC: {s['settings']['runs']} run(s) of {s['settings']['num_particles']} particles in "
+                    f"{s['settings']['populations']} populations, temperatures {s['temperatures']}, "
+                    f"{s['distinct_final_particles']:,} distinct final particles"
+                )
             if "rwmh" in details:
                 r = details["rwmh"]
-                notes.append(f"rwmh: {r['settings']['warmup']} warm-up + {r['settings']['steps']} steps, acceptance "
-                             f"{r['acceptance_rate']:.2f}, burn-in check {'ok' if r['burn_in_ok'] else 'failed'}")
+                notes.append(
+                    f"rwmh: {r['settings']['warmup']} warm-up + {r['settings']['steps']} steps, acceptance "
+                    f"{r['acceptance_rate']:.2f}, burn-in check {'ok' if r['burn_in_ok'] else 'failed'}"
+                )
             for key in ("nuts", "pyro_nuts_single", "pyro_rw_single"):
                 if key in details:
                     d = details[key]
@@ -140,11 +195,36 @@ def _floor(results: dict) -> list[str]:
 def _scaling(results: dict) -> list[str]:
     if "scaling" not in results:
         return []
-    rows = [[r["axis"], r["world"], r["num_particles"], r["steps"], r["step_ms"], 1e3 * r["step_ms"] / r["num_particles"],
-             r["peak_rss_mib"], r["sampling_rss_mib"], r["stored_trace_mib"], r["one_batch_of_images_mib"]]
-            for r in results["scaling"]["rows"]]
-    return _table(["axis", "world", "N", "T", "ms / step", "µs / particle-step", "peak RSS, MiB",
-                   "RSS above baseline, MiB", "traces kept, MiB", "one batch of images, MiB"], rows)
+    rows = [
+        [
+            r["axis"],
+            r["world"],
+            r["num_particles"],
+            r["steps"],
+            r["step_ms"],
+            1e3 * r["step_ms"] / r["num_particles"],
+            r["peak_rss_mib"],
+            r["sampling_rss_mib"],
+            r["stored_trace_mib"],
+            r["one_batch_of_images_mib"],
+        ]
+        for r in results["scaling"]["rows"]
+    ]
+    return _table(
+        [
+            "axis",
+            "world",
+            "N",
+            "T",
+            "ms / step",
+            "µs / particle-step",
+            "peak RSS, MiB",
+            "RSS above baseline, MiB",
+            "traces kept, MiB",
+            "one batch of images, MiB",
+        ],
+        rows,
+    )
 
 
 def _optimisations(results: dict) -> list[str]:
@@ -160,36 +240,58 @@ def _optimisations(results: dict) -> list[str]:
             if name == "chunk":
                 for n, v in values.items():
                     sizes = ", ".join(f"{k[6:-3]} rows {_num(x)} ms" for k, x in v.items() if k.startswith("chunk_"))
-                    rows.append([f"chunk (N={n})", f"{_num(v['whole_ms'])} ms in one batch; {sizes}",
-                                 f"default ({v['default_chunk']} rows) speed-up {_num(v['speedup_default'])}x; "
-                                 f"max difference {_num(v['max_abs_difference'])}"])
+                    rows.append(
+                        [
+                            f"chunk (N={n})",
+                            f"{_num(v['whole_ms'])} ms in one batch; {sizes}",
+                            f"default ({v['default_chunk']} rows) speed-up {_num(v['speedup_default'])}x; "
+                            f"max difference {_num(v['max_abs_difference'])}",
+                        ]
+                    )
                 continue
             if name == "trace":
                 for n, v in values.items():
-                    rows.append([f"trace (N={n})", f"{_num(v['trace_ms'])} ms traced vs {_num(v['lean_ms'])} ms direct "
-                                 f"vs {_num(v['forward_ms'])} ms bare forward",
-                                 f"traced ÷ direct {_num(v['trace_over_lean'])}; traced ÷ forward "
-                                 f"{_num(v['trace_over_forward'])}, direct ÷ forward {_num(v['lean_over_forward'])}; "
-                                 f"bitwise equal: {_num(v['bitwise_equal'])}"])
+                    rows.append(
+                        [
+                            f"trace (N={n})",
+                            f"{_num(v['trace_ms'])} ms traced vs {_num(v['lean_ms'])} ms direct "
+                            f"vs {_num(v['forward_ms'])} ms bare forward",
+                            f"traced ÷ direct {_num(v['trace_over_lean'])}; traced ÷ forward "
+                            f"{_num(v['trace_over_forward'])}, direct ÷ forward {_num(v['lean_over_forward'])}; "
+                            f"bitwise equal: {_num(v['bitwise_equal'])}",
+                        ]
+                    )
                 continue
             summary = {
-                "grad_mode": lambda v: (f"{_num(v['no_grad_ms'])} ms no_grad vs {_num(v['inference_mode_ms'])} ms inference_mode",
-                                        f"speed-up {_num(v['speedup'])}x"),
-                "layout": lambda v: (", ".join(f"{k[:-3]} {_num(x)} ms" for k, x in v.items() if k.endswith("_ms")),
-                                     ", ".join(f"{k} {_num(x)}" for k, x in v.items() if not k.endswith("_ms"))),
-                "threads": lambda v: (f"{_num(v['one_thread_ms'])} ms 1 thread vs {_num(v['two_threads_ms'])} ms 2 threads",
-                                      f"2 ÷ 1 = {_num(v['two_over_one'])} at load {v['load_average']}"),
-                "compile": lambda v: (f"compile {_num(v['compile_s'])} s; {_num(v['eager_ms'])} ms eager vs "
-                                      f"{_num(v['compiled_ms'])} ms compiled",
-                                      f"speed-up {_num(v['speedup'])}x, break-even after {_num(v['break_even_steps'])} "
-                                      f"steps; wins in a {v['typical_steps']}-step run: {_num(v['wins_in_typical_run'])}"),
-                "bfloat16": lambda v: (f"{_num(v['float32_ms'])} ms float32 vs {_num(v['bfloat16_ms'])} ms bfloat16",
-                                       f"speed-up {_num(v['speedup'])}x; Delta {_num(v['delta_float32'], 4)} -> "
-                                       f"{_num(v['delta_bfloat16'], 4)}; predictions move {_num(v['mean_abs_prediction_change'])} "
-                                       f"on average, {_num(v['max_abs_prediction_change'])} at most"),
-                "render": lambda v: (", ".join(f"{k[:-3]} {_num(x)} ms" for k, x in v.items() if k.endswith("_ms")),
-                                     f"render is {_num(100 * v['render_share_of_forward'])}% of the forward pass; "
-                                     f"chunk in use {v['current_chunk']}"),
+                "grad_mode": lambda v: (
+                    f"{_num(v['no_grad_ms'])} ms no_grad vs {_num(v['inference_mode_ms'])} ms inference_mode",
+                    f"speed-up {_num(v['speedup'])}x",
+                ),
+                "layout": lambda v: (
+                    ", ".join(f"{k[:-3]} {_num(x)} ms" for k, x in v.items() if k.endswith("_ms")),
+                    ", ".join(f"{k} {_num(x)}" for k, x in v.items() if not k.endswith("_ms")),
+                ),
+                "threads": lambda v: (
+                    f"{_num(v['one_thread_ms'])} ms 1 thread vs {_num(v['two_threads_ms'])} ms 2 threads",
+                    f"2 ÷ 1 = {_num(v['two_over_one'])} at load {v['load_average']}",
+                ),
+                "compile": lambda v: (
+                    f"compile {_num(v['compile_s'])} s; {_num(v['eager_ms'])} ms eager vs "
+                    f"{_num(v['compiled_ms'])} ms compiled",
+                    f"speed-up {_num(v['speedup'])}x, break-even after {_num(v['break_even_steps'])} "
+                    f"steps; wins in a {v['typical_steps']}-step run: {_num(v['wins_in_typical_run'])}",
+                ),
+                "bfloat16": lambda v: (
+                    f"{_num(v['float32_ms'])} ms float32 vs {_num(v['bfloat16_ms'])} ms bfloat16",
+                    f"speed-up {_num(v['speedup'])}x; Delta {_num(v['delta_float32'], 4)} -> "
+                    f"{_num(v['delta_bfloat16'], 4)}; predictions move {_num(v['mean_abs_prediction_change'])} "
+                    f"on average, {_num(v['max_abs_prediction_change'])} at most",
+                ),
+                "render": lambda v: (
+                    ", ".join(f"{k[:-3]} {_num(x)} ms" for k, x in v.items() if k.endswith("_ms")),
+                    f"render is {_num(100 * v['render_share_of_forward'])}% of the forward pass; "
+                    f"chunk in use {v['current_chunk']}",
+                ),
             }[name](values)
             rows.append([name, *summary])
         lines += [f"#### {world}", ""] + _table(["experiment", "side by side", "result"], rows)
@@ -219,42 +321,90 @@ def _speedup(rows: list[dict]) -> str:
 
 def _population(results: dict) -> list[str]:
     sizes = results["sizes"]
-    lines = [f"Command: `{results['command']}` ({results['elapsed_s'] / 60:.1f} minutes, {results['started']}, "
-             f"{results['torch_threads']} torch threads). Every kernel with N = {sizes['num_particles']:,}, "
-             f"{sizes['warmup']} warm-up + {sizes['steps']} steps, seed 0, one after the other in one process. "
-             f"ESS/s counts only where R-hat <= {results['rhat_ok']} (otherwise \"not converged\"); masses are "
-             "fractions of all recorded draws (particles x steps).", "",
-             "**Worlds with exact answers** (tests/exact_worlds.py):", ""]
+    lines = [
+        f"Command: `{results['command']}` ({results['elapsed_s'] / 60:.1f} minutes, {results['started']}, "
+        f"{results['torch_threads']} torch threads). Every kernel with N = {sizes['num_particles']:,}, "
+        f"{sizes['warmup']} warm-up + {sizes['steps']} steps, seed 0, one after the other in one process. "
+        f'ESS/s counts only where R-hat <= {results["rhat_ok"]} (otherwise "not converged"); masses are '
+        "fractions of all recorded draws (particles x steps).",
+        "",
+        "**Worlds with exact answers** (tests/exact_worlds.py):",
+        "",
+    ]
     rows = []
     for row in results["exact"]:
-        rows.append([row["target"], row["kernel"], _num(row["rhat_max"], 4), _ess_rate(row), _masses(row["masses"]),
-                     _masses(row["exact"]), _num(row["max_mass_error"], 2), _num(1e3 * row["s_per_step"]) + " ms"])
+        rows.append(
+            [
+                row["target"],
+                row["kernel"],
+                _num(row["rhat_max"], 4),
+                _ess_rate(row),
+                _masses(row["masses"]),
+                _masses(row["exact"]),
+                _num(row["max_mass_error"], 2),
+                _num(1e3 * row["s_per_step"]) + " ms",
+            ]
+        )
     lines += _table(["target", "kernel", "R-hat max", "ESS/s", "piece masses", "exact", "max error", "per step"], rows)
     targets = {}
     for row in results["exact"] + results["real"]:
         targets.setdefault((row["target"], row.get("alpha")), []).append(row)
-    lines += ["**Shipped worlds**: mean prediction over all recorded draws against tempered SMC with "
-              f"{sizes['smc_factor']}x the particles (z: the difference in Monte Carlo standard errors, from "
-              "each side's ESS; largest over classes).", ""]
+    lines += [
+        "**Shipped worlds**: mean prediction over all recorded draws against tempered SMC with "
+        f"{sizes['smc_factor']}x the particles (z: the difference in Monte Carlo standard errors, from "
+        "each side's ESS; largest over classes).",
+        "",
+    ]
     rows = []
     for row in results["real"]:
         top = [row["classes"].index(name) for name in row["top_classes"]]
         mean = ", ".join(f"{row['classes'][i]} {row['mean_prediction'][i]:.3f}" for i in top)
         smc = ", ".join(f"{row['smc_mean_prediction'][i]:.3f}" for i in top)
-        rows.append([row["target"], _num(row["alpha"]), row["kernel"], _num(row["rhat_max"], 4), _ess_rate(row),
-                     mean, smc, _num(row["max_abs_z_vs_smc"], 2), _num(1e3 * row["s_per_step"]) + " ms"])
-    lines += _table(["target", "alpha", "kernel", "R-hat max", "ESS/s", "mean prediction (top 2)", "SMC",
-                     "|z| vs SMC", "per step"], rows)
-    lines += ["**ESS per second, ensemble over rwmh** (the goal: >= 10x on multi-piece targets, >= 0.8x on "
-              "unimodal ones):", ""]
-    lines += _table(["target", "alpha", "ensemble / rwmh"],
-                    [[target, _num(alpha) if alpha else "–", _speedup(rows_)] for (target, alpha), rows_ in targets.items()])
+        rows.append(
+            [
+                row["target"],
+                _num(row["alpha"]),
+                row["kernel"],
+                _num(row["rhat_max"], 4),
+                _ess_rate(row),
+                mean,
+                smc,
+                _num(row["max_abs_z_vs_smc"], 2),
+                _num(1e3 * row["s_per_step"]) + " ms",
+            ]
+        )
+    lines += _table(
+        ["target", "alpha", "kernel", "R-hat max", "ESS/s", "mean prediction (top 2)", "SMC", "|z| vs SMC", "per step"],
+        rows,
+    )
+    lines += [
+        "**ESS per second, ensemble over rwmh** (the goal: >= 10x on multi-piece targets, >= 0.8x on unimodal ones):",
+        "",
+    ]
+    lines += _table(
+        ["target", "alpha", "ensemble / rwmh"],
+        [[target, _num(alpha) if alpha else "–", _speedup(rows_)] for (target, alpha), rows_ in targets.items()],
+    )
     if results.get("floor"):
-        lines += ["**The floor** (one driver step, trace collection included, over one bare batched decode + "
-                  "classify of the same N):", ""]
-        lines += _table(["world", "kernel", "N", "forward", "step", "step / forward"],
-                        [[r["world"], r["kernel"], r["num_particles"], _num(r["forward_ms"]) + " ms",
-                          _num(r["step_ms"]) + " ms", _num(r["ratio"])] for r in results["floor"]])
+        lines += [
+            "**The floor** (one driver step, trace collection included, over one bare batched decode + "
+            "classify of the same N):",
+            "",
+        ]
+        lines += _table(
+            ["world", "kernel", "N", "forward", "step", "step / forward"],
+            [
+                [
+                    r["world"],
+                    r["kernel"],
+                    r["num_particles"],
+                    _num(r["forward_ms"]) + " ms",
+                    _num(r["step_ms"]) + " ms",
+                    _num(r["ratio"]),
+                ]
+                for r in results["floor"]
+            ],
+        )
     reading = HERE / "population.md"  # what the numbers mean for the goals, and what was tried
     if reading.is_file():
         lines += [reading.read_text().strip(), ""]
@@ -262,11 +412,15 @@ def _population(results: dict) -> list[str]:
 
 
 def render(runs: list[dict]) -> str:
-    lines = ["# Benchmarks", "",
-             "Generated by `benchmarks/run.py` (`make bench` runs the quick suite; `python benchmarks/run.py --full` "
-             "the long one; `benchmarks/gpu.sh` the same on a GPU). Every comparison runs its contenders in one "
-             "process, on the same world, target, alpha and torch thread count, interleaved or one after the other "
-             "within minutes; the ratios are the result, absolute times are context (the machine is shared).", ""]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `benchmarks/run.py` (`make bench` runs the quick suite; `python benchmarks/run.py --full` "
+        "the long one; `benchmarks/gpu.sh` the same on a GPU). Every comparison runs its contenders in one "
+        "process, on the same world, target, alpha and torch thread count, interleaved or one after the other "
+        "within minutes; the ratios are the result, absolute times are context (the machine is shared).",
+        "",
+    ]
     notes = HERE / "notes.md"
     if notes.is_file():
         lines += [notes.read_text().strip(), ""]
@@ -275,8 +429,11 @@ def render(runs: list[dict]) -> str:
             lines += [f"## Population MCMC against independent chains: {results.get('_file', '')}", ""]
             lines += _population(results)
             continue
+        if "mode" not in results:  # a script that renders its own section (the .md files below)
+            continue
         title = {"quick": "Quick run (`make bench`)", "full": "Full run (`--full`)", "tiny": "Smoke run"}.get(
-            results.get("mode"), results.get("mode"))
+            results.get("mode"), results.get("mode")
+        )
         lines += [f"## {title}: {results.get('_file', '')}", ""]
         lines += _machine(results)
         if results.get("goals"):
@@ -290,7 +447,9 @@ def render(runs: list[dict]) -> str:
             lines += ["### Scaling with N and T (one subprocess per row)", ""] + _scaling(results)
         if results.get("optimisations"):
             lines += ["### Speed-ups tried (before/after side by side)", ""] + _optimisations(results)
-    sweep = HERE / "sweep.md"  # benchmarks/sweep.py's measurements, with their command and reading
-    if sweep.is_file():
-        lines += [sweep.read_text().strip(), ""]
+    # measurements written by their own scripts, each with its command and reading
+    for name in ("sweep.md", "pyro_models.md", "pyro_models_reading.md", "bayestrex.md"):
+        section = HERE / name
+        if section.is_file():
+            lines += [section.read_text().strip(), ""]
     return "\n".join(lines).rstrip() + "\n"
