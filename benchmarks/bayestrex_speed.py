@@ -199,7 +199,7 @@ def main(argv=None) -> int:
             continue
         try:
             world = pls.load_world(world_name)
-        except Exception as exc:  # a world still being trained: say so, measure the others
+        except pls.UserInputError as exc:  # a world whose networks are missing: say so, measure the others
             results["cases"].append({"world": world_name, "skipped": f"{type(exc).__name__}: {exc}"[:200]})
             continue
         a, b = world.classes.index(a_name), world.classes.index(b_name)

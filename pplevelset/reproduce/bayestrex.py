@@ -241,24 +241,24 @@ def novel(world, targets, result, prior_z: torch.Tensor) -> dict:
     }
 
 
-def _available(name: str, device: str):
-    """The world, or ``None`` (with a log line) while its checkpoints are missing."""
-    try:
-        return load_world(name, device=device)
-    except UserInputError as exc:  # a world that is unknown or misses its networks is skipped; the report says so
-        _log(f"skipping {name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-        return None
+def _available(names: tuple[str, ...], skipped: list[str], device: str):
+    """``(name, world)`` for each world that loads; one that is unknown or misses its networks is
+    logged and added to ``skipped`` (the report says so)."""
+    for name in names:
+        try:
+            world = load_world(name, device=device)
+        except UserInputError as exc:
+            _log(f"skipping {name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            skipped.append(name)
+            continue
+        yield name, world
 
 
 def compute(sizes: Sizes, device: str = "cpu") -> tuple[dict, dict]:
     """Every experiment's numbers, and the figures' raw material (sample images per world)."""
     numbers: dict = {"high_confidence": {}, "pairs": {}, "graded": {}, "adversarial": {}, "novel": {}, "skipped": []}
     pictures: dict = {}
-    for name in sizes.worlds:
-        world = _available(name, device)
-        if world is None:
-            numbers["skipped"].append(name)
-            continue
+    for name, world in _available(sizes.worlds, numbers["skipped"], device):
         a, b = graded_of(world.classes)
         families = ["corners", *[pair_spec(*pair) for pair in pairs_of(world.classes)], f"graded:{a},{b}"]
         for likelihood in LIKELIHOODS:
@@ -269,22 +269,14 @@ def compute(sizes: Sizes, device: str = "cpu") -> tuple[dict, dict]:
             for pair in pairs_of(world.classes) if _decodes_images(world) else ():
                 kept = result[pair_spec(*pair)].resample(sizes.images, seed=0)
                 pictures[name, likelihood, "v".join(pair)] = (world, kept.z)
-    for name in sizes.adversarial:
-        world = _available(name, device)
-        if world is None:
-            numbers["skipped"].append(name)
-            continue
+    for name, world in _available(sizes.adversarial, numbers["skipped"], device):
         prior_z = _prior(world, sizes.prior_samples)
         for likelihood in LIKELIHOODS:
             _, result = run_sweep(world, [f"{world.excluded_class}=0.999"], sizes, likelihood, device)
             numbers["adversarial"].setdefault(name, {})[likelihood] = adversarial(world, result[0], prior_z)
             if _decodes_images(world):
                 pictures[name, likelihood, "adversarial"] = (world, result[0].resample(sizes.images, seed=0).z)
-    for name in sizes.novel:
-        world = _available(name, device)
-        if world is None:
-            numbers["skipped"].append(name)
-            continue
+    for name, world in _available(sizes.novel, numbers["skipped"], device):
         prior_z = _prior(world, sizes.prior_samples)
         for likelihood in LIKELIHOODS:
             targets, result = run_sweep(world, ["corners"], sizes, likelihood, device)
