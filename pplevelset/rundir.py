@@ -24,7 +24,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 from pplevelset.diagnostics import BurnInVerdict, az, burn_in_check
 from pplevelset.errors import UserInputError
 from pplevelset.files import umask, write_json
+from pplevelset.infer.resume import describe_signal
 from pplevelset.version import __version__
 
 MARKER = ".pplevelset-run"
@@ -386,12 +386,12 @@ def sample_to_directory(
                 keep_folder = True
                 done = f"stopped at step {exc.step} of {exc.total}" if exc.step is not None else "stopped"
                 exc.message = (
-                    f"{_said(exc.signum)}: {done}; the checkpoint is in {staging.folder}/; "
+                    f"{describe_signal(exc.signum)}: {done}; the checkpoint is in {staging.folder}/; "
                     f"continue with: pplevelset sample --resume {staging.folder}"
                 )
             else:
                 why = "" if resumable else f" (the {config.kernel} kernel cannot resume)"
-                exc.message = f"{_said(exc.signum)}: stopped{why}; nothing was written"
+                exc.message = f"{describe_signal(exc.signum)}: stopped{why}; nothing was written"
             raise
         finally:
             if keep_folder:
@@ -400,15 +400,11 @@ def sample_to_directory(
                 staging.remove()
     if stop.requested is not None:
         raise RunInterrupted(
-            f"{_said(stop.requested)} while writing the result; it was completed first: wrote {staging.shown}/",
+            f"{describe_signal(stop.requested)} while writing the result; "
+            f"it was completed first: wrote {staging.shown}/",
             stop.requested,
         )
     return summary
-
-
-def _said(signum: int) -> str:
-    names = {int(signal.SIGINT): "interrupted (SIGINT)", int(signal.SIGTERM): "terminated (SIGTERM)"}
-    return names.get(signum, "stopped")
 
 
 def open_interrupted(folder: str | Path):
