@@ -28,8 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-import arviz as az
-import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
@@ -37,6 +35,8 @@ from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide.initialization import init_to_sample
 
 sys.path.insert(0, str(Path(__file__).parent))
+from samplers import ess_rhat  # noqa: E402  (the smallest bulk ESS over latent dimensions)
+
 import pplevelset as pls  # noqa: E402
 from pplevelset.infer import ensemble  # noqa: E402
 from pplevelset.infer.mcmc import initial_positions, run_mcmc  # noqa: E402
@@ -59,11 +59,6 @@ def pair_program(world, a: int, b: int, num_particles: int, sigma: float = SIGMA
         margin = torch.minimum(probs[..., a], probs[..., b]) - probs[..., rest].max(-1).values
         pyro.sample("u1", dist.Normal(diff, sigma), obs=torch.zeros_like(diff))
         pyro.sample("u2", dist.Normal(margin, sigma), obs=torch.full_like(margin, 0.5))
-
-
-def ess_bulk_min(z: np.ndarray) -> float:
-    """Minimum bulk ESS over latent dimensions of ``z`` shaped ``(chains, draws, dim)``."""
-    return float(az.ess(az.convert_to_dataset({"z": z}), method="bulk")["z"].min())
 
 
 def level_set(world, z: torch.Tensor, a: int, b: int) -> dict:
@@ -94,7 +89,7 @@ def pyro_nuts(world, a, b, warmup, steps, seed) -> dict:
     end = time.perf_counter()
     z = mcmc.get_samples()["z"].detach().cpu()  # (steps, 1, d)
     sampling_start = marks.get("sampling", end)
-    ess = ess_bulk_min(z.permute(1, 0, 2).numpy())
+    ess = ess_rhat(z.permute(1, 0, 2).numpy())[0]
     warmup_s, sampling_s = sampling_start - start, end - sampling_start
     full = {"warmup_s": warmup_s / warmup * 1000, "sampling_s": sampling_s / steps * 1000, "ess": ess * 1000 / steps}
     return {
@@ -123,7 +118,7 @@ def ensemble_on_pair_program(world, a, b, particles, warmup, steps, seed) -> dic
             ensemble.algorithm(), density, generator, initial_positions(density, generator), warmup, steps, 1, False
         )
     elapsed = time.perf_counter() - start
-    ess = ess_bulk_min(draws.traces["z"].numpy())
+    ess = ess_rhat(draws.traces["z"].numpy())[0]
     return {
         "particles": particles,
         "warmup": warmup,
@@ -150,7 +145,7 @@ def ensemble_normal(world, a, b, particles, warmup, steps, seed) -> dict:
         seed=seed,
         progress=False,
     )
-    ess = ess_bulk_min(post.traces["z"].numpy())
+    ess = ess_rhat(post.traces["z"].numpy())[0]
     return {
         "particles": particles,
         "warmup": warmup,
