@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--steps", type=_positive_int, default=500, help="recorded steps T (default 500)")
     sample.add_argument("--thin", type=_positive_int, default=1, help="keep every k-th step in the traces")
     sample.add_argument("--kernel", default=DEFAULT_KERNEL, help=f"{' | '.join(KERNELS)} (default {DEFAULT_KERNEL})")
+    sample.add_argument(
+        "--rungs",
+        type=_positive_int,
+        default=1,
+        help="ensemble: replica exchange over this many temperatures, beta = 1 recorded (default 1: none)",
+    )
     sample.add_argument("--populations", type=_positive_int, default=4, help="smc: independent populations (default 4)")
     sample.add_argument("--moves", type=_positive_int, default=10, help="smc: MH moves per temperature (default 10)")
     sample.add_argument("--keep", type=_positive_int, default=64, help="n states resampled at the end (default 64)")
@@ -227,6 +233,7 @@ def cmd_sample(args) -> None:
             smc=SMCOptions(args.populations, args.moves),
             likelihood=args.likelihood,
             sigma=args.sigma,
+            rungs=args.rungs,
         )
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = args.out or Path("runs") / f"{config.world.name}-{target_label(args.target)}-{stamp}"

@@ -39,7 +39,9 @@ LOW_ACCEPTANCE = {"rwmh": 0.1, "nuts": 0.5}  # far below the targets 0.234 (rwmh
 HIGH_RHAT = 1.1
 
 
-def run_warnings(kernel: str, acceptance_rate: float, rhat_max: float | None, warmup: int | None) -> list[str]:
+def run_warnings(
+    kernel: str, acceptance_rate: float, rhat_max: float | None, warmup: int | None, rungs: int = 1
+) -> list[str]:
     """What a careful reader of the diagnostics would point out, in plain sentences."""
     found = []
     floor = LOW_ACCEPTANCE.get(kernel)
@@ -50,10 +52,15 @@ def run_warnings(kernel: str, acceptance_rate: float, rhat_max: float | None, wa
             "step sizes can adapt"
         )
     if rhat_max is not None and rhat_max > HIGH_RHAT:
+        if kernel != "ensemble":
+            advice = "use the ensemble kernel (--kernel ensemble --rungs 2), whose particles move between modes, or smc"
+        elif rungs == 1:
+            advice = "add replica exchange (--rungs 2), which frees particles stuck on small pieces"
+        else:
+            advice = "add rungs (--rungs) or particles"
         found.append(
             f"R-hat {rhat_max:.2f} > {HIGH_RHAT}: each particle explored only part of the level set in "
-            "the recorded steps, or particles sit in modes they do not leave; run more steps, or use "
-            "the ensemble kernel (--kernel ensemble), whose particles move between modes, or smc"
+            f"the recorded steps, or particles sit in modes they do not leave; run more steps, or {advice}"
         )
     return found
 

@@ -139,6 +139,8 @@ class LevelSetPosterior:
         keys: tuple[str, ...] = ("alpha", "kernel", "num_particles", "warmup", "steps", "seed", "device")
         if self.chains == "populations":
             keys += ("populations", "moves", "target_ess")
+        if self.settings.get("kernel") == "ensemble":
+            keys += ("rungs",)
         out.update({key: self.settings.get(key) for key in keys})
         out.update(likelihood=self.settings.get("likelihood", "dirichlet"), sigma=self.settings.get("sigma"))
         out.update(
@@ -168,6 +170,7 @@ class LevelSetPosterior:
                 out["acceptance_rate"],
                 out.get("rhat_max"),
                 self.settings.get("warmup"),
+                int(self.settings.get("rungs") or 1),
             )
         out.update(self.stats)
         out["versions"] = _versions()

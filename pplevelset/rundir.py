@@ -432,6 +432,7 @@ def open_interrupted(folder: str | Path):
             smc=smc,
             likelihood=settings.get("likelihood", "dirichlet"),
             sigma=settings.get("sigma", DEFAULT_SIGMA),
+            rungs=settings.get("rungs", 1),
         )
         if job.get("overwrite") is not True:
             check_writable(staging.out, False)

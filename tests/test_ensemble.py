@@ -289,7 +289,7 @@ def test_same_seed_same_trace_and_the_global_rng_is_untouched():
             for _ in range(20):
                 state, info = ensemble.step(generator, state, density)
         runs.append((state, info, torch.rand(3)))
-    for a, b in zip(runs[0][0] + runs[0][1], runs[1][0] + runs[1][1]):
+    for a, b in zip(runs[0][0] + runs[0][1][:4], runs[1][0] + runs[1][1][:4]):
         assert torch.equal(a, b)
     assert not torch.equal(runs[0][0].z_unconstrained, runs[2][0].z_unconstrained)
     torch.manual_seed(123)
@@ -370,5 +370,5 @@ def test_per_particle_beta_matches_a_scalar_beta():
     state = ensemble.init(z, density)
     scalar = ensemble.step(torch.Generator().manual_seed(1), state, density, beta=0.3)
     tensor = ensemble.step(torch.Generator().manual_seed(1), state, density, beta=torch.full((50,), 0.3))
-    for a, b in zip(scalar[0] + scalar[1], tensor[0] + tensor[1]):
+    for a, b in zip(scalar[0] + scalar[1][:4], tensor[0] + tensor[1][:4]):
         assert torch.equal(a, b)

@@ -26,10 +26,10 @@ from collections.abc import Sequence
 import torch
 
 from pplevelset.errors import UserInputError
-from pplevelset.infer import ensemble, rwmh
+from pplevelset.infer import rwmh
 from pplevelset.infer.config import DEFAULT_KERNEL, RunConfig, SMCOptions
 from pplevelset.infer.draws import Draws
-from pplevelset.infer.driver import to_posterior
+from pplevelset.infer.driver import ensemble_algorithm, to_posterior
 from pplevelset.infer.mcmc import initial_positions, run_mcmc
 from pplevelset.model import DEFAULT_SIGMA, ParticleDensity, level_set_model
 from pplevelset.posterior import LevelSetPosterior
@@ -87,6 +87,7 @@ def sweep(
     target_ess: float = 0.5,
     likelihood: str = "dirichlet",
     sigma: float = DEFAULT_SIGMA,
+    rungs: int = 1,
 ) -> SweepResult:
     """Sample the level sets of many targets in one batched run.
 
@@ -94,7 +95,7 @@ def sweep(
         one target, or a list of either (see :func:`pplevelset.targets.expand_targets`).
     :param particles_per_target: ``n`` particles per target; the batch holds ``K * n``.
     :param kernel: ``rwmh``, ``ensemble`` or ``smc`` (default: the library's default kernel).
-    The other parameters are :func:`pplevelset.sample`'s (``likelihood``, ``sigma`` included), per target
+    The other parameters are :func:`pplevelset.sample`'s (``likelihood``, ``sigma``, ``rungs`` included), per target
     (SMC: ``populations`` per target).
 
     Example::
@@ -125,6 +126,7 @@ def sweep(
         smc=smc,
         likelihood=likelihood,
         sigma=sigma,
+        rungs=rungs,
     )
     named = _resolve(targets, first.world.classes)
     return run_batch(first, named)
@@ -165,8 +167,10 @@ def run_batch(config: RunConfig, targets: Sequence[NamedTarget]) -> SweepResult:
         smc=dataclasses.replace(config.smc, populations=count * config.smc.populations),
     )
     with torch.random.fork_rng(devices=[]):  # the density's prototype trace draws from the prior
-        density = ParticleDensity(
-            level_set_model, (batch.world, matrix, batch.alpha, batch.num_particles), batch.model_kwargs()
+        density = ParticleDensity(  # a tempered ensemble's rungs each hold every target's particles
+            level_set_model,
+            (batch.world, matrix.repeat(batch.replicas, 1), batch.alpha, batch.num_particles * batch.replicas),
+            batch.model_kwargs(),
         )
     generator = seeded_generator(batch.seed, device)
     start = time.perf_counter()
@@ -193,10 +197,13 @@ def _run_kernel(batch: RunConfig, density: ParticleDensity, generator: torch.Gen
         from pplevelset.infer import smc
 
         return smc.run(batch, density, generator)
-    algorithm = ensemble.algorithm(groups=groups) if batch.kernel == "ensemble" else rwmh.algorithm(batch.step_size)
+    algorithm = ensemble_algorithm(batch, groups) if batch.kernel == "ensemble" else rwmh.algorithm(batch.step_size)
     with torch.no_grad():
         z = initial_positions(density, generator)
     return run_mcmc(algorithm, density, generator, z, batch.warmup, batch.steps, batch.thin, batch.progress)
+
+
+SHARED_STATS = ("num_invalid_proposals", "move_acceptance", "swap_acceptance", "betas")  # the batch's, not a target's
 
 
 def split_draws(draws: Draws, index: int, groups: int, config: RunConfig) -> Draws:
@@ -205,7 +212,7 @@ def split_draws(draws: Draws, index: int, groups: int, config: RunConfig) -> Dra
     per = config.num_particles
     rows = slice(index * per, (index + 1) * per)
     stats = {
-        ("batch_" + key if key in ("num_invalid_proposals", "move_acceptance") else key): value
+        ("batch_" + key if key in SHARED_STATS else key): value
         for key, value in draws.stats.items()
         if key not in ("log_evidence", "log_evidence_per_population", "num_temperatures")
     }

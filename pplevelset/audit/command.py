@@ -26,6 +26,7 @@ def add_sweep_parser(sub) -> None:
     sweep.add_argument("--alpha", type=float)
     sweep.add_argument("--likelihood", help="dirichlet (default) or normal (Bayes-TrEx's)")
     sweep.add_argument("--sigma", type=float, help="the normal likelihood's standard deviation (default 0.05)")
+    sweep.add_argument("--rungs", type=int, help="ensemble: replica-exchange temperatures (default 1: none)")
     sweep.add_argument("--warmup", type=int, help="adaptation steps (default 200)")
     sweep.add_argument("--steps", type=int, help="recorded steps (default 200)")
     sweep.add_argument("--thin", type=int)
@@ -55,6 +56,7 @@ SETTING_ARGS = (
     "alpha",
     "likelihood",
     "sigma",
+    "rungs",
     "warmup",
     "steps",
     "thin",

@@ -42,6 +42,7 @@ class SweepSettings:
     chunk_size: int = 0  # targets per batch (and per Ray task); 0: all of a world's targets in one batch
     likelihood: str = "dirichlet"
     sigma: float = DEFAULT_SIGMA
+    rungs: int = 1  # ensemble: replica-exchange temperatures
 
     def run_config(self, world, seed: int, device: str | None = None, progress: bool = False) -> RunConfig:
         """The one-target configuration every batch starts from (validates every setting)."""
@@ -60,6 +61,7 @@ class SweepSettings:
             smc=SMCOptions(self.populations, self.moves, self.target_ess),
             likelihood=self.likelihood,
             sigma=self.sigma,
+            rungs=self.rungs,
         )
 
 

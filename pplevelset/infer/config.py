@@ -69,6 +69,12 @@ class RunConfig:
     smc: SMCOptions = field(default_factory=SMCOptions)
     likelihood: str = "dirichlet"  # or "normal": Normal(f_i(x), sigma) per class (Bayes-TrEx's)
     sigma: float = DEFAULT_SIGMA  # the Normal likelihood's standard deviation
+    rungs: int = 1  # ensemble only: temperature rungs of replica exchange (1: none); rung beta = 1 is recorded
+
+    @property
+    def replicas(self) -> int:
+        """Particles the density scores per recorded particle: the rungs of a tempered ensemble."""
+        return self.rungs if self.kernel == "ensemble" else 1
 
     @classmethod
     def build(
@@ -89,6 +95,7 @@ class RunConfig:
         smc: SMCOptions | None = None,
         likelihood: str = "dirichlet",
         sigma: float = DEFAULT_SIGMA,
+        rungs: int = 1,
     ) -> RunConfig:
         """Validate every setting (one-line :class:`UserInputError` for the first bad one), then load
         the world on ``device`` and parse the target against its classes."""
@@ -118,6 +125,9 @@ class RunConfig:
             smc.validate(num_particles)
         if kernel == "ensemble" and num_particles < 6:
             raise UserInputError(f"the ensemble kernel needs at least 6 particles (3 per half), got {num_particles}")
+        check_count(rungs, "rungs", 1)
+        if rungs > 1 and kernel != "ensemble":
+            raise UserInputError(f"rungs (replica exchange) apply to the ensemble kernel only, not {kernel}")
         resolved = resolve_device(device)
         world = load_world(world, device=resolved)
         vector = parse_target(target, world.classes).to(resolved)
@@ -142,6 +152,7 @@ class RunConfig:
             smc,
             likelihood,
             float(sigma),
+            int(rungs),
         )
         if kernel == "nuts":
             from pplevelset.infer.nuts import check_differentiable
@@ -165,6 +176,8 @@ class RunConfig:
         }
         if self.likelihood == "normal":
             out["sigma"] = self.sigma
+        if self.kernel == "ensemble":
+            out["rungs"] = self.rungs
         if self.kernel == "smc":
             out.update(warmup=None, steps=None, **{f.name: getattr(self.smc, f.name) for f in fields(SMCOptions)})
         return out

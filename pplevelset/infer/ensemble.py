@@ -120,6 +120,9 @@ class EnsembleInfo(NamedTuple):
     is_accepted: torch.Tensor  # (N,) bool
     is_invalid: torch.Tensor  # (N,) bool: the proposal's density was NaN or infinite (rejected)
     move: torch.Tensor  # (N,) long: index into MOVE_NAMES
+    # replica exchange only (:mod:`~pplevelset.infer.replica`): swap acceptance per rung pair, the ladder
+    swap_prob: torch.Tensor | None = None  # (K - 1,)
+    betas: torch.Tensor | None = None  # (K,)
 
 
 class AdaptState(NamedTuple):
@@ -182,7 +185,7 @@ def step(
     first, second = slice(0, half), slice(half, num)
     state, info_first = _update_half(generator, state, first, second, log_density_fn, beta, weights)
     state, info_second = _update_half(generator, state, second, first, log_density_fn, beta, weights)
-    return state, EnsembleInfo(*(torch.cat(pair) for pair in zip(info_first, info_second)))
+    return state, EnsembleInfo(*(torch.cat(pair) for pair in zip(info_first[:4], info_second[:4])))
 
 
 def group_halves(num: int, groups: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,7 +211,7 @@ def _grouped_step(
     order = torch.cat([first.reshape(-1), second.reshape(-1)])
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(num, device=order.device)
-    return state, EnsembleInfo(*(torch.cat(pair)[inverse] for pair in zip(info_first, info_second)))
+    return state, EnsembleInfo(*(torch.cat(pair)[inverse] for pair in zip(info_first[:4], info_second[:4])))
 
 
 def _update_half(

@@ -38,6 +38,9 @@ class Algorithm(NamedTuple):
     adaptation: Adaptation
     step_size: Callable[[Any], torch.Tensor]  # state -> (N,) proposal scale, recorded as step_size
     move_names: tuple[str, ...] = ()  # kernels whose info has a per-particle ``move`` index
+    # (state, info) -> the recorded particles' (state, info): all of them (None), or the beta = 1
+    # rung of a replica-exchange ladder, whose hotter rungs only help it mix
+    recorded: Callable[[Any, Any], tuple[Any, Any]] | None = None
 
 
 def run_mcmc(
@@ -82,14 +85,15 @@ def run_mcmc(
             state, info = algorithm.step(generator, state, density)
             if iteration < warmup:
                 adapt_state, state = algorithm.adaptation.update(adapt_state, state, info)
-            collector.record(iteration, density, state, info, algorithm.step_size(state))
+            shown, shown_info = (state, info) if algorithm.recorded is None else algorithm.recorded(state, info)
+            collector.record(iteration, density, shown, shown_info, algorithm.step_size(shown))
             if checkpoints is not None:
                 if checkpoints.should_stop():
                     checkpoints.save(snapshot(iteration + 1))
                     raise checkpoints.interrupted(iteration + 1, total)
                 if iteration + 1 < total and checkpoints.due(iteration + 1):
                     checkpoints.save(snapshot(iteration + 1))
-    return collector.draws(density, state)
+    return collector.draws(density, state if algorithm.recorded is None else algorithm.recorded(state, None)[0])
 
 
 def _to_plain(value: Any) -> Any:
@@ -116,11 +120,12 @@ def _from_plain(template: Any, value: Any) -> Any:
 
 
 def _restore(payload: dict, generator: torch.Generator, state, adapt_state, collector: TraceCollector):
+    device = generator.device
     start = int(payload["completed"])
     state = _from_plain(state, payload["state"])
     adapt_state = _from_plain(adapt_state, payload["adapt_state"])
     generator.set_state(payload["generator"])
-    collector.load_state_dict(payload["collector"], state.log_likelihood.device)
+    collector.load_state_dict(payload["collector"], device)
     return start, state, adapt_state
 
 
@@ -163,6 +168,8 @@ class TraceCollector:
         self.num_invalid: torch.Tensor | int = 0
         self.move_accepted: torch.Tensor | None = None  # per move type, sampling steps only
         self.move_counts: torch.Tensor | None = None
+        self.swap_accepted: torch.Tensor | None = None  # per neighbouring rung pair, sampling steps only
+        self.betas: torch.Tensor | None = None  # the replica-exchange ladder (frozen after warm-up)
         self._last: tuple | None = None
 
     def iterations(self, progress: bool = True, start: int = 0) -> Iterator[int]:
@@ -193,6 +200,7 @@ class TraceCollector:
         else:
             offset = iteration - self.warmup
             self._count_moves(info)
+            self._count_swaps(info)
             if offset % self.thin:
                 return
             store, row, length = self.traces, offset // self.thin, self.num_kept
@@ -221,6 +229,8 @@ class TraceCollector:
             "num_invalid": plain(self.num_invalid),
             "move_accepted": plain(self.move_accepted),
             "move_counts": plain(self.move_counts),
+            "swap_accepted": plain(self.swap_accepted),
+            "betas": plain(self.betas),
         }
 
     def load_state_dict(self, saved: dict, device: torch.device) -> None:
@@ -238,6 +248,8 @@ class TraceCollector:
         to_device = lambda value: value.to(device) if torch.is_tensor(value) else value
         self.num_invalid = to_device(saved["num_invalid"])
         self.move_accepted, self.move_counts = to_device(saved["move_accepted"]), to_device(saved["move_counts"])
+        self.swap_accepted = to_device(saved.get("swap_accepted"))
+        self.betas = to_device(saved.get("betas"))
 
     def _allocate(self, store: dict, length: int, state, z: torch.Tensor | None) -> None:
         reference = state.log_likelihood
@@ -258,6 +270,12 @@ class TraceCollector:
         self.move_accepted = accepted if self.move_accepted is None else self.move_accepted + accepted
         self.move_counts = counts if self.move_counts is None else self.move_counts + counts
 
+    def _count_swaps(self, info) -> None:
+        swap_prob = getattr(info, "swap_prob", None)
+        if swap_prob is not None:
+            self.betas = info.betas
+            self.swap_accepted = swap_prob if self.swap_accepted is None else self.swap_accepted + swap_prob
+
     def draws(self, density: ParticleDensity, state) -> Draws:
         """The finished traces on the CPU, with the final states and counters."""
         stats: dict[str, Any] = {"num_invalid_proposals": int(self.num_invalid)}
@@ -267,6 +285,9 @@ class TraceCollector:
                 name: (rate if count else None)
                 for name, rate, count in zip(self.move_names, rates, self.move_counts.tolist())
             }
+        if self.swap_accepted is not None:
+            stats["swap_acceptance"] = (self.swap_accepted / max(1, self.steps)).tolist()
+            stats["betas"] = self.betas.tolist() if self.betas is not None else None
         to_cpu = lambda store: {name: value.cpu() for name, value in store.items()}
         return Draws(
             density.constrain(state.z_unconstrained)["z"].cpu(),
