@@ -13,11 +13,15 @@ from __future__ import annotations
 import torch
 from timing import interleaved
 
-from pplevelset.infer import ensemble, rwmh
+from pplevelset.infer import ensemble, replica, rwmh
 from pplevelset.infer.mcmc import TraceCollector, initial_positions
 from pplevelset.model import ParticleDensity, level_set_model
 
-ALGORITHMS = {"rwmh": rwmh.algorithm, "ensemble": ensemble.algorithm}
+ALGORITHMS = {
+    "rwmh": rwmh.algorithm,
+    "ensemble": ensemble.algorithm,
+    "ensemble, 2 rungs": lambda: replica.algorithm(2),  # N particles in all, N / 2 per rung
+}
 
 
 def measure_floor(world, target, alpha: float, num_particles: int, repeats: int, device, kernel: str = "rwmh") -> dict:
@@ -38,7 +42,8 @@ def measure_floor(world, target, alpha: float, num_particles: int, repeats: int,
     def driver_step():
         with torch.no_grad():
             state, info = algorithm.step(generator, holder["state"], density)
-            collector.record(holder["iteration"], density, state, info, algorithm.step_size(state))
+            shown, shown_info = (state, info) if algorithm.recorded is None else algorithm.recorded(state, info)
+            collector.record(holder["iteration"], density, shown, shown_info, algorithm.step_size(shown))
         holder["state"], holder["iteration"] = state, holder["iteration"] + 1
 
     times = interleaved({"forward": forward, "step": driver_step}, repeats, device)

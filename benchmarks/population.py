@@ -42,9 +42,17 @@ import pplevelset as pls  # noqa: E402
 from pplevelset.diagnostics import az  # noqa: E402
 
 RHAT_OK = 1.05
-KERNELS = ("rwmh", "ensemble")
+# label -> pls.sample settings; "rungs" runs replica exchange with the same particles in all
+# (num_particles / rungs per rung), so every configuration scores the same N particles per step
+CONFIGS = {
+    "rwmh": dict(kernel="rwmh"),
+    "ensemble": dict(kernel="ensemble"),
+    "ensemble, 2 rungs": dict(kernel="ensemble", rungs=2),
+}
+KERNELS = tuple(CONFIGS)
 EXACT = {  # name -> a factory of (world, target spec, alpha, piece labeller, exact masses)
     "toy ambiguous": lambda: _toy_pieces(),
+    "toy a=0.8 (one piece)": lambda: _toy_pieces("a=0.8"),
     "two pieces (2-D)": lambda: _bands(exact_worlds.two_pieces_2d()),
     "three pieces (2-D)": lambda: _bands(exact_worlds.three_pieces_2d()),
     "two pieces along a random direction (5-D)": lambda: _bands(exact_worlds.pieces_5d()),
@@ -56,9 +64,9 @@ def _bands(world):
     return world, exact_worlds.TARGET, exact_worlds.ALPHA, world.piece, world.exact_masses()
 
 
-def _toy_pieces():
-    pieces = exact_worlds.ToyPieces("ambiguous", exact_worlds.ALPHA)
-    return pieces.world, "ambiguous", exact_worlds.ALPHA, pieces.piece, pieces.exact_masses()
+def _toy_pieces(spec: str = "ambiguous"):
+    pieces = exact_worlds.ToyPieces(spec, exact_worlds.ALPHA)
+    return pieces.world, spec, exact_worlds.ALPHA, pieces.piece, pieces.exact_masses()
 
 
 REAL = [
@@ -67,6 +75,7 @@ REAL = [
     ("mnist-vae", "ambiguous", 10.0),
     ("mnist-vae", "ambiguous", 100.0),
     ("houses", "ambiguous", 10.0),
+    ("houses", "house=0.95", 10.0),  # one piece? rwmh's R-hat says (the unimodal speed goal)
     ("houses-circles", "ambiguous", 10.0),
 ]
 SIZES = {
@@ -75,23 +84,27 @@ SIZES = {
 }
 
 
-def run_kernel(world, spec, alpha, kernel, sizes, seed=0) -> tuple[pls.LevelSetPosterior, dict]:
+def run_kernel(world, spec, alpha, label, sizes, seed=0) -> tuple[pls.LevelSetPosterior, dict]:
+    settings = CONFIGS[label]
+    rungs = settings.get("rungs", 1)
     post = pls.sample(
         world,
         spec,
         alpha=alpha,
-        num_particles=sizes["num_particles"],
+        num_particles=sizes["num_particles"] // rungs,
         warmup=sizes["warmup"],
         steps=sizes["steps"],
-        kernel=kernel,
         seed=seed,
         progress=False,
+        **settings,
     )
     conv = post.convergence()
     steps = sizes["warmup"] + sizes["steps"]
     converged = conv["rhat_max"] <= RHAT_OK
     row = {
-        "kernel": kernel,
+        "kernel": label,
+        "rungs": rungs,
+        "particles_recorded": sizes["num_particles"] // rungs,
         "rhat_max": conv["rhat_max"],
         "ess_bulk_min": conv["ess_bulk_min"],
         "elapsed_s": post.elapsed_s,
@@ -100,6 +113,8 @@ def run_kernel(world, spec, alpha, kernel, sizes, seed=0) -> tuple[pls.LevelSetP
         "ess_per_s": conv["ess_bulk_min"] / post.elapsed_s if converged else None,
         "acceptance_rate": float(post.traces["acceptance_rate"].mean()),
         "move_acceptance": post.stats.get("move_acceptance"),
+        "swap_acceptance": post.stats.get("swap_acceptance"),
+        "betas": post.stats.get("betas"),
     }
     return post, row
 
