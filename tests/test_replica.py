@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from exact_worlds import pieces_5d, two_pieces_2d
-from test_ensemble import MASS_GOAL, Z_LIMIT, band_density, check_run, iid_z_scores
+from test_ensemble import MASS_GOAL, WORLDS, Z_LIMIT, band_density, check_run, iid_z_scores
 
 import pplevelset as pls
 from pplevelset.cli import main
@@ -114,8 +114,11 @@ def test_swap_exchanges_whole_states_with_the_metropolis_probability():
     assert torch.isnan(replica.swap(generator, state, beta, groups=1, parity=1)[1]).all()  # no odd pair
 
 
-def test_replica_from_the_prior_finds_the_piece_masses_and_adapts_its_ladder():
-    world = two_pieces_2d()
+@pytest.mark.parametrize("world_name", list(WORLDS))
+def test_replica_from_the_prior_finds_the_piece_masses_and_adapts_its_ladder(world_name):
+    """Three rungs of 300 particles, 300 + 300 steps: every piece's mass within 4.5 ESS-based
+    standard errors and 0.02 of exact, R-hat <= 1.05, every rung pair swapping at 0.4 +- 0.1."""
+    world = WORLDS[world_name]()
     num, rungs = 300, 3
     density = band_density(world, num * rungs)
     generator = torch.Generator().manual_seed(0)
@@ -136,13 +139,15 @@ def test_replica_from_the_prior_finds_the_piece_masses_and_adapts_its_ladder():
                 swaps.append(cold_info.swap_prob)
     assert torch.equal(state.log_gaps, frozen)  # the ladder stays fixed after warm-up
     trace = torch.stack(trace, 1)
-    assert trace.shape == (num, 300, 2)
+    assert trace.shape == (num, 300, world.latent_dim)
     masses, scores, rhat = check_run(trace, world.exact_masses(), world.piece)
     assert np.all(np.abs(scores) < Z_LIMIT), (masses, scores)
     assert np.all(np.abs(masses - world.exact_masses()) < MASS_GOAL), masses
     assert rhat <= 1.05, rhat
     rates = torch.stack(swaps).mean(0)
-    assert torch.all((rates - replica.SWAP_TARGET).abs() < 0.1), rates  # the ladder met its target
+    # every pair swaps at the target, or more often where its gap reached the prior (beta ~ 0)
+    spans_to_prior = (replica.betas(frozen)[1:] < 1e-3) & (rates > replica.SWAP_TARGET)
+    assert torch.all(((rates - replica.SWAP_TARGET).abs() < 0.1) | spans_to_prior), (rates, frozen)
 
 
 def test_sample_and_sweep_record_the_beta_one_rung_only():

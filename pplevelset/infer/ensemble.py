@@ -405,11 +405,29 @@ def _propose_grouped(
             candidate = z + gamma * (_gather(complement, a) - _gather(complement, b)) + noise
         elif kind == WALK:
             candidate = z + scales[WALK] * 2.38 / math.sqrt(dim) * _grouped_gaussian(generator, count, shape)
-        else:
-            candidate, ratio = _local_kde(generator, z, complement, shape.chol, scales[KDE])
-            log_q_ratio = torch.where(chosen, ratio, log_q_ratio)
+        else:  # the costly move: only its own particles, packed to the front of each group
+            index, valid = _packed(chosen)
+            packed, ratio = _local_kde(generator, _gather(z, index), complement, shape.chol, scales[KDE])
+            keep = valid.unsqueeze(-1)
+            candidate = z.scatter(
+                1, index.unsqueeze(-1).expand_as(packed), torch.where(keep, packed, _gather(z, index))
+            )
+            log_q_ratio = log_q_ratio.scatter(1, index, torch.where(valid, ratio, _gather_rows(log_q_ratio, index)))
         proposal = torch.where(chosen.unsqueeze(-1), candidate, proposal)
     return proposal, log_q_ratio
+
+
+def _packed(chosen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per group, the indices of its chosen particles first (``(G, n)``, ``n`` the largest count;
+    the rest of a row repeats unchosen indices) and which of them are chosen."""
+    count = chosen.sum(1)
+    order = torch.argsort((~chosen).to(torch.uint8), dim=1, stable=True)[:, : max(1, int(count.max()))]
+    return order, torch.arange(order.shape[1], device=chosen.device) < count.unsqueeze(-1)
+
+
+def _gather_rows(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``values[g, index[g, i]]`` for ``values`` ``(G, a)``."""
+    return values.gather(1, index)
 
 
 class LocalKernels(NamedTuple):
