@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     diagnose = sub.add_parser("diagnose", help="ArviZ summary, burn-in verdict and plots of a run")
-    diagnose.add_argument("run_dir", type=Path)
+    diagnose.add_argument(
+        "run_dir", type=Path, nargs="+", help="a run folder; two or more: also R-hat pooled over them"
+    )
 
     from pplevelset.worlds.training import TRAINERS
 
@@ -258,9 +260,9 @@ def _sample_defaults() -> dict:
 
 
 def cmd_diagnose(args) -> None:
-    from pplevelset.rundir import diagnose_run
+    from pplevelset.rundir import diagnose_runs
 
-    print(diagnose_run(args.run_dir))
+    print(diagnose_runs(args.run_dir))
 
 
 def cmd_train(args) -> None:

@@ -31,6 +31,17 @@ def convergence(idata: az.InferenceData, var_names=("z",)) -> dict[str, float]:
     }
 
 
+def pooled_convergence(runs: list[az.InferenceData], var_names=("z",)) -> dict[str, float]:
+    """:func:`convergence` over the chains of several runs of one posterior (other seeds), their
+    common draws. Why: a population kernel's particles can all sit in the same part of a level set,
+    which no diagnostic within the run can see; independent runs that disagree show it as R-hat."""
+    draws = min(idata.posterior.sizes["draw"] for idata in runs)
+    values = {
+        name: np.concatenate([idata.posterior[name].values[:, :draws] for idata in runs], axis=0) for name in var_names
+    }
+    return convergence(az.convert_to_inference_data(values), tuple(var_names))
+
+
 def _extreme(dataset, reduce) -> float:
     return float(reduce([reduce(np.asarray(value)) for value in dataset.data_vars.values()]))
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from pplevelset.diagnostics import BurnInVerdict, az, burn_in_check
+from pplevelset.diagnostics import BurnInVerdict, az, burn_in_check, convergence, pooled_convergence
 from pplevelset.errors import UserInputError
 from pplevelset.files import umask, write_json
 from pplevelset.infer.resume import describe_signal
@@ -537,6 +537,68 @@ def diagnose_run(run_dir) -> str:
     if warmup_accept is not None:
         lines.append(f"acceptance at the end of warm-up {warmup_accept:.3f} (the adaptation aims at 0.234 for rwmh)")
     lines.append(f"wrote {run_dir}/trace.png and {run_dir}/rank.png")
+    return "\n".join(lines)
+
+
+COMPARED = ("world", "target_spec", "alpha", "likelihood", "sigma")  # what runs pooled by diagnose must share
+RHAT_AGREE = 1.05  # pooled R-hat at or below this: the runs describe the same distribution
+
+
+def diagnose_runs(run_dirs) -> str:
+    """:func:`diagnose_run` for each folder; for two or more, also R-hat pooled over all their
+    particles (:func:`~pplevelset.diagnostics.pooled_convergence`), which catches runs that each
+    look converged but sit in different parts of the level set. Runs of different posteriors
+    (world, target, alpha, likelihood) are refused in one line before anything is written."""
+    run_dirs = [Path(folder) for folder in run_dirs]
+    summaries = []
+    for folder in run_dirs:
+        try:
+            summaries.append(json.loads((folder / "summary.json").read_text()))
+        except (OSError, ValueError):
+            summaries.append(None)  # diagnose_run says what is wrong with it
+    if len(run_dirs) > 1:
+        for folder, summary in zip(run_dirs, summaries):
+            if isinstance(summary, dict):
+                first = next(s for s in summaries if isinstance(s, dict))
+                differ = [key for key in COMPARED if summary.get(key) != first.get(key)]
+                if differ:
+                    raise UserInputError(
+                        f"{folder} samples another posterior than {run_dirs[summaries.index(first)]} "
+                        f"({', '.join(f'{key} {summary.get(key)!r} vs {first.get(key)!r}' for key in differ)}); "
+                        "diagnose pools only runs of the same world, target, alpha and likelihood"
+                    )
+    reports = [diagnose_run(folder) for folder in run_dirs]
+    if len(run_dirs) == 1:
+        return reports[0]
+    return "\n\n".join(reports + [pooled_report(run_dirs, summaries)])
+
+
+def pooled_report(run_dirs: list[Path], summaries: list[dict]) -> str:
+    """R-hat and ESS over every run's particles, beside each run's own, and what it means."""
+    runs = [az.from_netcdf(str(folder / "posterior.nc")) for folder in run_dirs]
+    names = ("z", "prediction_probs")  # the latents and what the user reads
+    pooled = pooled_convergence(runs, names)
+    own = [convergence(idata, names)["rhat_max"] for idata in runs]
+    classes = list(summaries[0]["mean_prediction"])
+    means = np.array(  # over every recorded draw (summary.json's is over the few resampled states)
+        [idata.posterior["prediction_probs"].values.reshape(-1, len(classes)).mean(0) for idata in runs]
+    )
+    spread = means.max(0) - means.min(0)
+    worst = int(spread.argmax())
+    seeds = ", ".join(f"seed {summary.get('seed')}" for summary in summaries)
+    own_text = ", ".join(f"{r:.3f}" for r in own)
+    lines = [
+        f"Pooled over {len(runs)} runs ({seeds}), z and predictions: R-hat {pooled['rhat_max']:.3f}, bulk ESS "
+        f"{pooled['ess_bulk_min']:.0f} (each run's own R-hat: {own_text}); mean p({classes[worst]}) "
+        f"ranges over {spread[worst]:.3f} between runs",
+    ]
+    if pooled["rhat_max"] > RHAT_AGREE and all(r <= RHAT_AGREE for r in own):
+        lines.append(
+            f"the runs disagree although each looks converged (R-hat <= {RHAT_AGREE}): each run's particles "
+            "sat in a different part of the level set; use more rungs (--rungs 3 or 4) or particles and compare again"
+        )
+    elif pooled["rhat_max"] <= RHAT_AGREE:
+        lines.append(f"the runs agree (pooled R-hat <= {RHAT_AGREE})")
     return "\n".join(lines)
 
 

@@ -42,6 +42,36 @@ def test_sample_and_diagnose_end_to_end(tmp_path, capsys):
     assert (out / "rank.png").stat().st_size > 0
 
 
+def test_diagnose_pools_runs_of_one_posterior_and_refuses_others(tmp_path, capsys):
+    for seed in ("0", "1"):
+        sizes = ["--particles", "200", "--warmup", "150", "--steps", "150", "--keep", "16", "--quiet"]
+        args = ["sample", "toy", "--target", "a=0.6", "--kernel", "ensemble", "--seed", seed, *sizes]
+        assert run([*args, "--out", str(tmp_path / seed)], capsys)[0] == 0
+    code, stdout, stderr = run(["diagnose", str(tmp_path / "0"), str(tmp_path / "1")], capsys)
+    assert code == 0, stderr
+    assert "Pooled over 2 runs (seed 0, seed 1), z and predictions" in stdout and "the runs agree" in stdout
+    assert (tmp_path / "1" / "rank.png").is_file()
+    other = ["sample", "toy", "--target", "a=0.6", "--alpha", "3", *SMALL, "--out", str(tmp_path / "other")]
+    assert run(other, capsys)[0] == 0
+    code, _, stderr = run(["diagnose", str(tmp_path / "0"), str(tmp_path / "other")], capsys)
+    assert code == 2 and "another posterior" in stderr and "alpha 3.0 vs 10.0" in stderr
+    assert len(stderr.strip().splitlines()) == 1 and not (tmp_path / "other" / "rank.png").exists()
+
+
+def test_pooled_r_hat_sees_runs_that_disagree():
+    """Two runs whose particles each mixed well, around different means: each R-hat is 1, the
+    pooled one is not (the case no single-run diagnostic can see)."""
+    import numpy as np
+
+    from pplevelset.diagnostics import az, convergence, pooled_convergence
+
+    rng = np.random.default_rng(0)
+    runs = [az.convert_to_inference_data({"z": rng.normal(shift, 1.0, (200, 100, 2))}) for shift in (0.0, 1.0)]
+    assert all(convergence(idata)["rhat_max"] < 1.01 for idata in runs)
+    assert pooled_convergence(runs)["rhat_max"] > 1.05
+    assert pooled_convergence([runs[0], runs[0]])["rhat_max"] < 1.01
+
+
 def test_overwrite_replaces_an_existing_run(tmp_path, capsys):
     out = tmp_path / "run"
     assert run(["sample", "toy", "--target", "ambiguous", "--out", str(out), *SMALL], capsys)[0] == 0
