@@ -42,7 +42,7 @@ def measure_floor(world, target, alpha: float, num_particles: int, repeats: int,
     def driver_step():
         with torch.no_grad():
             state, info = algorithm.step(generator, holder["state"], density)
-            shown, shown_info = (state, info) if algorithm.recorded is None else algorithm.recorded(state, info)
+            shown, shown_info = algorithm.shown(state, info)
             collector.record(holder["iteration"], density, shown, shown_info, algorithm.step_size(shown))
         holder["state"], holder["iteration"] = state, holder["iteration"] + 1
 

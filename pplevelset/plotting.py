@@ -27,6 +27,15 @@ def _label(probs: torch.Tensor, classes, top: int = 2) -> str:
     return "  ".join(f"{classes[i]} {v:.2f}" for v, i in zip(values.tolist(), index.tolist()))
 
 
+def show_image(ax, image: torch.Tensor) -> None:
+    """One ``(C, H, W)`` image with values in [0, 1] on ``ax``: grey levels, or RGB clipped to range."""
+    image = image.detach().cpu().float()
+    if image.shape[0] == 1:
+        ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
+
+
 def image_grid(images: torch.Tensor, predictions: torch.Tensor, classes, title: str = "", ncols: int = 8) -> Figure:
     """Images ``(n, C, H, W)`` in a grid, each captioned with its top-2 predicted classes."""
     n = images.shape[0]
@@ -37,11 +46,7 @@ def image_grid(images: torch.Tensor, predictions: torch.Tensor, classes, title: 
         ax.axis("off")
         if k >= n:
             continue
-        image = images[k].detach().cpu().float()
-        if image.shape[0] == 1:
-            ax.imshow(image[0].numpy(), cmap="gray", vmin=0, vmax=1)
-        else:
-            ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
+        show_image(ax, images[k])
         ax.set_title(_label(predictions[k], classes), fontsize=6.5, pad=2)
     if title:
         fig.suptitle(title, fontsize=10)

@@ -473,15 +473,9 @@ def smc_report(stages: dict) -> str:
     return "\n".join(lines)
 
 
-def diagnose_run(run_dir) -> str:
-    """Read a run directory, write ``rank.png`` and ``trace.png`` into it, return the report text.
-
-    Everything is read and checked before anything is written: a malformed ``summary.json`` or
-    ``posterior.nc`` is one :class:`UserInputError` line and leaves the folder as it was."""
-    import matplotlib.pyplot as plt
-
-    from pplevelset.plotting import save_figure, smc_figure, trace_figure
-
+def read_run(run_dir) -> tuple[Any, az.InferenceData]:
+    """A run directory's ``summary.json`` (as parsed) and ``posterior.nc``, or one
+    :class:`UserInputError` line saying which is missing or unreadable."""
     run_dir = Path(run_dir)
     for name in ("summary.json", "posterior.nc"):
         if not (run_dir / name).is_file():
@@ -493,6 +487,21 @@ def diagnose_run(run_dir) -> str:
         raise UserInputError(
             f"cannot read the run in {run_dir}: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
         ) from None
+    return summary, idata
+
+
+def diagnose_run(run_dir, run: tuple[Any, az.InferenceData] | None = None) -> str:
+    """Read a run directory (or take ``run``, what :func:`read_run` read from it), write
+    ``rank.png`` and ``trace.png`` into it, return the report text.
+
+    Everything is read and checked before anything is written: a malformed ``summary.json`` or
+    ``posterior.nc`` is one :class:`UserInputError` line and leaves the folder as it was."""
+    import matplotlib.pyplot as plt
+
+    from pplevelset.plotting import save_figure, smc_figure, trace_figure
+
+    run_dir = Path(run_dir)
+    summary, idata = run if run is not None else read_run(run_dir)
     try:
         headline = format_summary(summary)
     except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:
@@ -547,35 +556,31 @@ RHAT_AGREE = 1.05  # pooled R-hat at or below this: the runs describe the same d
 def diagnose_runs(run_dirs) -> str:
     """:func:`diagnose_run` for each folder; for two or more, also R-hat pooled over all their
     particles (:func:`~pplevelset.diagnostics.pooled_convergence`), which catches runs that each
-    look converged but sit in different parts of the level set. Runs of different posteriors
-    (world, target, alpha, likelihood) are refused in one line before anything is written."""
+    look converged but sit in different parts of the level set. Every folder is read, and runs of
+    different posteriors (world, target, alpha, likelihood) are refused in one line, before
+    anything is written."""
     run_dirs = [Path(folder) for folder in run_dirs]
-    summaries = []
-    for folder in run_dirs:
-        try:
-            summaries.append(json.loads((folder / "summary.json").read_text()))
-        except (OSError, ValueError):
-            summaries.append(None)  # diagnose_run says what is wrong with it
-    if len(run_dirs) > 1:
-        for folder, summary in zip(run_dirs, summaries):
-            if isinstance(summary, dict):
-                first = next(s for s in summaries if isinstance(s, dict))
-                differ = [key for key in COMPARED if summary.get(key) != first.get(key)]
-                if differ:
-                    raise UserInputError(
-                        f"{folder} samples another posterior than {run_dirs[summaries.index(first)]} "
-                        f"({', '.join(f'{key} {summary.get(key)!r} vs {first.get(key)!r}' for key in differ)}); "
-                        "diagnose pools only runs of the same world, target, alpha and likelihood"
-                    )
-    reports = [diagnose_run(folder) for folder in run_dirs]
-    if len(run_dirs) == 1:
+    runs = [read_run(folder) for folder in run_dirs]
+    summaries = [summary for summary, _ in runs]
+    first = summaries[0]
+    for folder, summary in zip(run_dirs[1:], summaries[1:]):
+        if not (isinstance(first, dict) and isinstance(summary, dict)):
+            continue  # diagnose_run says, in one line, that it is not a run summary
+        differ = [key for key in COMPARED if summary.get(key) != first.get(key)]
+        if differ:
+            raise UserInputError(
+                f"{folder} samples another posterior than {run_dirs[0]} "
+                f"({', '.join(f'{key} {summary.get(key)!r} vs {first.get(key)!r}' for key in differ)}); "
+                "diagnose pools only runs of the same world, target, alpha and likelihood"
+            )
+    reports = [diagnose_run(folder, run) for folder, run in zip(run_dirs, runs)]
+    if len(runs) == 1:
         return reports[0]
-    return "\n\n".join(reports + [pooled_report(run_dirs, summaries)])
+    return "\n\n".join([*reports, pooled_report(summaries, [idata for _, idata in runs])])
 
 
-def pooled_report(run_dirs: list[Path], summaries: list[dict]) -> str:
+def pooled_report(summaries: list[dict], runs: list[az.InferenceData]) -> str:
     """R-hat and ESS over every run's particles, beside each run's own, and what it means."""
-    runs = [az.from_netcdf(str(folder / "posterior.nc")) for folder in run_dirs]
     names = ("z", "prediction_probs")  # the latents and what the user reads
     pooled = pooled_convergence(runs, names)
     own = [convergence(idata, names)["rhat_max"] for idata in runs]

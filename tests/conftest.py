@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import warnings
 
 import numpy as np
@@ -105,3 +106,15 @@ def single_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class StopAt:
+    """A stop request (SIGINT) at the ``k``-th time the run loop asks: an interrupt at a chosen step."""
+
+    def __init__(self, k: int):
+        self.k, self.n = k, 0
+
+    @property
+    def requested(self):
+        self.n += 1
+        return signal.SIGINT if self.n >= self.k else None

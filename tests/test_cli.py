@@ -56,6 +56,9 @@ def test_diagnose_pools_runs_of_one_posterior_and_refuses_others(tmp_path, capsy
     code, _, stderr = run(["diagnose", str(tmp_path / "0"), str(tmp_path / "other")], capsys)
     assert code == 2 and "another posterior" in stderr and "alpha 3.0 vs 10.0" in stderr
     assert len(stderr.strip().splitlines()) == 1 and not (tmp_path / "other" / "rank.png").exists()
+    code, _, stderr = run(["diagnose", str(tmp_path / "other"), str(tmp_path / "missing")], capsys)
+    assert code == 2 and "not a run directory" in stderr  # every folder is read before any is written
+    assert not (tmp_path / "other" / "rank.png").exists()
 
 
 def test_pooled_r_hat_sees_runs_that_disagree():

@@ -21,6 +21,7 @@ import numpy as np
 import pyro.distributions as dist
 import pytest
 import torch
+from conftest import StopAt
 
 import pplevelset as pls
 from pplevelset.cli import main
@@ -276,15 +277,6 @@ def test_ctrl_c_while_saving_finishes_the_save_then_stops(tmp_path, capsys, monk
 
 
 def test_api_checkpoint_and_resume_bit_for_bit(tmp_path):
-    class StopAt:
-        def __init__(self, k):
-            self.k, self.n = k, 0
-
-        @property
-        def requested(self):
-            self.n += 1
-            return signal.SIGINT if self.n >= self.k else None
-
     config = RunConfig.build("toy", "a=0.7", num_particles=30, warmup=20, steps=20, thin=3, seed=4, progress=False)
     plain = run(config)
     checkpoints = make_checkpoints(config, tmp_path, every_steps=6)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 
 import numpy as np
 import pytest
 import torch
+from conftest import StopAt
 from exact_worlds import pieces_5d, two_pieces_2d
 from test_ensemble import MASS_GOAL, WORLDS, Z_LIMIT, band_density, check_run, iid_z_scores
 
@@ -175,15 +175,6 @@ def test_rungs_are_checked_once_for_every_front_door(tmp_path):
 
 
 def test_checkpoint_and_resume_bit_for_bit(tmp_path):
-    class StopAt:
-        def __init__(self, k):
-            self.k, self.n = k, 0
-
-        @property
-        def requested(self):
-            self.n += 1
-            return signal.SIGINT if self.n >= self.k else None
-
     settings = dict(kernel="ensemble", rungs=3, num_particles=12, warmup=15, steps=15, seed=4, progress=False)
     config = RunConfig.build("toy", "a=0.7", **settings)
     plain = run(config)

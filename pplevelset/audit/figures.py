@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pplevelset.plotting import _subplots, save_figure
+from pplevelset.plotting import _subplots, save_figure, show_image
 
 SAMPLES_PER_TARGET = 4
 MAX_GRID_TARGETS = 48
@@ -153,13 +153,7 @@ def samples_grid(out: Path, rows: list[dict]):
             ax.set_xticks([])
             ax.set_yticks([])
             if is_image:
-                image = images[c].float()
-                ax.imshow(
-                    image[0].numpy() if image.shape[0] == 1 else image.permute(1, 2, 0).clamp(0, 1).numpy(),
-                    cmap="gray",
-                    vmin=0,
-                    vmax=1,
-                )
+                show_image(ax, images[c])
                 ax.set_title(" ".join(f"{classes[k]} {float(probs[c, k]):.2f}" for k in top), fontsize=5, pad=1)
             else:
                 ax.scatter(z[:, 0].numpy(), z[:, 1].numpy() if z.shape[1] > 1 else np.zeros(len(z)), s=8)

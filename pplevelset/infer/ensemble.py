@@ -538,19 +538,23 @@ def algorithm(moves: Moves | None = None, targets: tuple[float, ...] = TARGET_AC
     ``groups``: contiguous groups of particles that each sample their own posterior (see :func:`step`);
     the move scales are shared by all groups (tuned in warm-up on their pooled acceptance)."""
 
-    def chosen(state: EnsembleState) -> Moves:
-        return moves if moves is not None else default_moves(state.z_unconstrained.shape[1])
-
     def start(z_unconstrained: torch.Tensor, density) -> EnsembleState:
         return init(z_unconstrained, density)
 
     def advance(generator: torch.Generator, state: EnsembleState, density) -> tuple[EnsembleState, EnsembleInfo]:
-        return step(generator, state, density, moves=chosen(state), groups=groups)
+        return step(generator, state, density, moves=moves_for(state, moves), groups=groups)
 
-    def step_size(state: EnsembleState) -> torch.Tensor:
-        return state.scales[DE].expand(state.z_unconstrained.shape[0])
+    return Algorithm(start, advance, adaptation(targets), recorded_scale, MOVE_NAMES)
 
-    return Algorithm(start, advance, adaptation(targets), step_size, MOVE_NAMES)
+
+def moves_for(state: EnsembleState, moves: Moves | None) -> Moves:
+    """``moves``, or :func:`default_moves` of the state's latent dimension."""
+    return moves if moves is not None else default_moves(state.z_unconstrained.shape[1])
+
+
+def recorded_scale(state: EnsembleState) -> torch.Tensor:
+    """What the traces record as each particle's ``step_size``: the DE scale, shared by all."""
+    return state.scales[DE].expand(state.z_unconstrained.shape[0])
 
 
 def acceptance_counts(info: EnsembleInfo) -> tuple[torch.Tensor, torch.Tensor]:

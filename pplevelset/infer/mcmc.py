@@ -42,6 +42,10 @@ class Algorithm(NamedTuple):
     # rung of a replica-exchange ladder, whose hotter rungs only help it mix
     recorded: Callable[[Any, Any], tuple[Any, Any]] | None = None
 
+    def shown(self, state, info=None) -> tuple[Any, Any]:
+        """The (state, info) of the particles the traces record."""
+        return (state, info) if self.recorded is None else self.recorded(state, info)
+
 
 def run_mcmc(
     algorithm: Algorithm,
@@ -85,7 +89,7 @@ def run_mcmc(
             state, info = algorithm.step(generator, state, density)
             if iteration < warmup:
                 adapt_state, state = algorithm.adaptation.update(adapt_state, state, info)
-            shown, shown_info = (state, info) if algorithm.recorded is None else algorithm.recorded(state, info)
+            shown, shown_info = algorithm.shown(state, info)
             collector.record(iteration, density, shown, shown_info, algorithm.step_size(shown))
             if checkpoints is not None:
                 if checkpoints.should_stop():
@@ -93,7 +97,7 @@ def run_mcmc(
                     raise checkpoints.interrupted(iteration + 1, total)
                 if iteration + 1 < total and checkpoints.due(iteration + 1):
                     checkpoints.save(snapshot(iteration + 1))
-    return collector.draws(density, state if algorithm.recorded is None else algorithm.recorded(state, None)[0])
+    return collector.draws(density, algorithm.shown(state)[0])
 
 
 def _to_plain(value: Any) -> Any:

@@ -160,9 +160,6 @@ def algorithm(rungs: int, moves: ensemble.Moves | None = None, groups: int = 1) 
     each rung), and only rung 0 (``beta = 1``) is recorded."""
     check_rungs(rungs)
 
-    def chosen(state: ensemble.EnsembleState) -> ensemble.Moves:
-        return moves if moves is not None else ensemble.default_moves(state.z_unconstrained.shape[1])
-
     def start(z_unconstrained: torch.Tensor, density) -> TemperedState:
         if z_unconstrained.shape[0] % rungs:
             raise UserInputError(f"{z_unconstrained.shape[0]} particles do not split into {rungs} rungs")
@@ -171,7 +168,7 @@ def algorithm(rungs: int, moves: ensemble.Moves | None = None, groups: int = 1) 
         return TemperedState(state, first_gaps(rungs, state.log_likelihood.dtype, z_unconstrained.device))
 
     def advance(generator: torch.Generator, state: TemperedState, density) -> tuple[TemperedState, TemperedInfo]:
-        return step(generator, state, density, moves=chosen(state.ensemble), groups=groups)
+        return step(generator, state, density, moves=ensemble.moves_for(state.ensemble, moves), groups=groups)
 
     def recorded(state: TemperedState, info: TemperedInfo | None):
         cold = slice(0, state.ensemble.z_unconstrained.shape[0] // rungs)
@@ -185,17 +182,14 @@ def algorithm(rungs: int, moves: ensemble.Moves | None = None, groups: int = 1) 
         )
         if info is None:
             return shown, None
-        moves = info.ensemble
+        every = info.ensemble
         return shown, ensemble.EnsembleInfo(
-            moves.acceptance_prob[cold],
-            moves.is_accepted[cold],
-            moves.is_invalid[cold],
-            moves.move[cold],
+            every.acceptance_prob[cold],
+            every.is_accepted[cold],
+            every.is_invalid[cold],
+            every.move[cold],
             info.swap_prob,
             betas(state.log_gaps),
         )
 
-    def step_size(state: ensemble.EnsembleState) -> torch.Tensor:
-        return state.scales[ensemble.DE].expand(state.z_unconstrained.shape[0])
-
-    return Algorithm(start, advance, adaptation(), step_size, ensemble.MOVE_NAMES, recorded)
+    return Algorithm(start, advance, adaptation(), ensemble.recorded_scale, ensemble.MOVE_NAMES, recorded)

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
+from pplevelset.plotting import show_image
 from pplevelset.reproduce.common import num, pct
 from pplevelset.reproduce.report import Report
 
@@ -247,13 +248,7 @@ def samples_figure(pictures: dict):
             if c >= z.shape[0]:
                 ax.axis("off")
                 continue
-            image = images[c].float()
-            ax.imshow(
-                image[0].numpy() if image.shape[0] == 1 else image.permute(1, 2, 0).clamp(0, 1).numpy(),
-                cmap="gray",
-                vmin=0,
-                vmax=1,
-            )
+            show_image(ax, images[c])
             top = probs[c].topk(min(2, probs.shape[-1]))
             caption = " ".join(f"{world.classes[i]}:{v:.2f}" for v, i in zip(top.values.tolist(), top.indices.tolist()))
             ax.set_title(caption, fontsize=5, pad=1)
