@@ -228,8 +228,7 @@ def test_grouped_proposals_stay_inside_their_group():
     z = torch.randn(3, 20, 2, generator=generator) + centres[:, None, None]
     complement = torch.randn(3, 20, 2, generator=generator) + centres[:, None, None]
     for kind in range(len(ensemble.MOVE_NAMES)):
-        move = torch.full((3, 20), kind)
-        proposal, ratio = ensemble._propose_grouped(generator, z, complement, move, torch.ones(4))
+        proposal, ratio = ensemble._propose(generator, z, complement, kind, torch.ones(4))
         assert ((proposal - centres[:, None, None]).abs() < 50).all(), ensemble.MOVE_NAMES[kind]
         assert torch.isfinite(ratio).all()
 

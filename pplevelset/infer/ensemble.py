@@ -11,8 +11,9 @@ How. Red/blue scheme (Goodman & Weare 2010; emcee's ``red_blue.py``): the partic
 two fixed halves, first and second half of the index range. Half A is updated with proposals built
 only from half B's current positions, then half B from A's new positions. Given the complement, the
 half's particles are independent MH updates against the tempered posterior, so every half update,
-and hence every step, leaves the product of N posteriors invariant. Each particle picks a move type
-at random with fixed weights, independent of its state (a mixture of valid kernels):
+and hence every step, leaves the product of N posteriors invariant. Each half update draws one move
+type for all its particles, at random with fixed weights and independent of the state (a mixture of
+valid kernels, as in emcee):
 
 - ``de``: differential evolution (ter Braak 2006; emcee ``DEMove``), ``z + g (z_a - z_b) + e`` with
   ``a != b`` from the complement, ``g = scale * 2.38 / sqrt(2 D)``, ``e`` tiny Gaussian noise.
@@ -43,6 +44,7 @@ Evolution, Stat. Comput. 16; Foreman-Mackey et al. (2013), emcee, PASP 125; Farr
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
@@ -126,10 +128,12 @@ class EnsembleInfo(NamedTuple):
 
 
 class AdaptState(NamedTuple):
-    """Robbins-Monro state: the step count and the acceptance each move's scale is steered toward."""
+    """Robbins-Monro state: the step count, the acceptance each move's scale is steered toward, and
+    how many half updates have used each move (its own gain schedule)."""
 
     iteration: int
     targets: torch.Tensor  # (K,) NaN = not adapted
+    uses: torch.Tensor  # (K,)
 
 
 def check_size(num_particles: int) -> None:
@@ -177,15 +181,22 @@ def step(
     num = state.z_unconstrained.shape[0]
     if min(moves) < 0 or sum(moves) <= 0:
         raise UserInputError(f"move weights must be non-negative with a positive sum, got {moves}")
-    weights = torch.tensor(moves, dtype=torch.float64, device=state.z_unconstrained.device)
-    if groups != 1:
-        return _grouped_step(generator, state, log_density_fn, beta, weights, groups)
-    check_size(num)
-    half = num // 2
-    first, second = slice(0, half), slice(half, num)
-    state, info_first = _update_half(generator, state, first, second, log_density_fn, beta, weights)
-    state, info_second = _update_half(generator, state, second, first, log_density_fn, beta, weights)
-    return state, EnsembleInfo(*(torch.cat(pair) for pair in zip(info_first[:4], info_second[:4])))
+    first: slice | torch.Tensor
+    second: slice | torch.Tensor
+    if groups == 1:
+        check_size(num)
+        first, second = slice(0, num // 2), slice(num // 2, num)
+    else:
+        first, second = group_halves(num, groups, state.z_unconstrained.device)
+    state, info_first = _update_half(generator, state, first, second, log_density_fn, beta, moves)
+    state, info_second = _update_half(generator, state, second, first, log_density_fn, beta, moves)
+    info = EnsembleInfo(*(torch.cat(pair) for pair in zip(info_first[:4], info_second[:4])))
+    if isinstance(first, slice) or isinstance(second, slice):
+        return state, info
+    order = torch.cat([first.reshape(-1), second.reshape(-1)])
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(num, device=order.device)
+    return state, EnsembleInfo(*(part[inverse] for part in info[:4]))
 
 
 def group_halves(num: int, groups: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,20 +211,6 @@ def group_halves(num: int, groups: int, device=None) -> tuple[torch.Tensor, torc
     return base + torch.arange(half, device=device), base + torch.arange(half, size, device=device)
 
 
-def _grouped_step(
-    generator, state: EnsembleState, log_density_fn, beta, weights: torch.Tensor, groups: int
-) -> tuple[EnsembleState, EnsembleInfo]:
-    """The red/blue step within each group: every group's first half given its second, then back."""
-    num = state.z_unconstrained.shape[0]
-    first, second = group_halves(num, groups, state.z_unconstrained.device)
-    state, info_first = _update_half(generator, state, first, second, log_density_fn, beta, weights)
-    state, info_second = _update_half(generator, state, second, first, log_density_fn, beta, weights)
-    order = torch.cat([first.reshape(-1), second.reshape(-1)])
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(num, device=order.device)
-    return state, EnsembleInfo(*(torch.cat(pair)[inverse] for pair in zip(info_first[:4], info_second[:4])))
-
-
 def _update_half(
     generator,
     state: EnsembleState,
@@ -221,29 +218,22 @@ def _update_half(
     other: slice | torch.Tensor,
     log_density_fn,
     beta,
-    weights: torch.Tensor,
+    weights: Moves,
 ) -> tuple[EnsembleState, EnsembleInfo]:
     """MH update of the particles in ``active`` with proposals built from those in ``other``: two
-    slices, or per group ``(G, a)`` and ``(G, m)`` index tensors (each group's own complement)."""
-    rows: slice | torch.Tensor
+    slices (one group), or per group ``(G, a)`` and ``(G, m)`` index tensors (each group's own
+    complement). One move type is drawn for the whole half, as emcee does: being independent of
+    the state it is as valid as a type per particle, and the half update then runs that one move's
+    few tensor operations instead of all four (the step's cost on a cheap network)."""
+    kind = _draw_move(generator, weights)
+    rows = active if isinstance(active, slice) else active.reshape(-1)
+    z = state.z_unconstrained[active]
+    complement = state.z_unconstrained[other]
     if isinstance(active, slice):
-        rows = active
-        z = state.z_unconstrained[active]
-        complement = state.z_unconstrained[other]
-        move = torch.multinomial(weights, z.shape[0], replacement=True, generator=generator).to(z.device)
-        proposal, log_q_ratio = _propose(generator, z, complement, move, state.scales)
-    else:
-        rows = active.reshape(-1)
-        z = state.z_unconstrained[rows]
-        move = torch.multinomial(weights, z.shape[0], replacement=True, generator=generator).to(z.device)
-        proposal, log_q_ratio = _propose_grouped(
-            generator,
-            z.reshape(active.shape + z.shape[1:]),
-            state.z_unconstrained[other],
-            move.reshape(active.shape),
-            state.scales,
-        )
-        proposal, log_q_ratio = proposal.reshape(z.shape), log_q_ratio.reshape(-1)
+        z, complement = z.unsqueeze(0), complement.unsqueeze(0)
+    proposal, log_q_ratio = _propose(generator, z, complement, kind, state.scales)
+    proposal, log_q_ratio = proposal.reshape(-1, z.shape[-1]), log_q_ratio.reshape(-1)
+    count = proposal.shape[0]
     density = log_density_fn(proposal, rows)
     part_beta = beta[rows] if torch.is_tensor(beta) and beta.dim() > 0 else beta
     proposed = tempered(density.log_prior, density.log_likelihood, part_beta)
@@ -252,7 +242,7 @@ def _update_half(
     is_invalid = ~torch.isfinite(proposed)
     log_ratio = torch.where(is_invalid | torch.isnan(log_ratio), torch.full_like(log_ratio, -math.inf), log_ratio)
     acceptance_prob = log_ratio.clamp(max=0.0).exp()
-    is_accepted = torch.rand(z.shape[0], generator=generator, device=z.device, dtype=z.dtype) < acceptance_prob
+    is_accepted = torch.rand(count, generator=generator, device=z.device, dtype=z.dtype) < acceptance_prob
 
     def merged(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
         if old.dim() > 1 and old.shape[1] == 0:  # no predictions
@@ -269,101 +259,77 @@ def _update_half(
         merged(state.predictions, density.predictions),
         state.scales,
     )
+    move = torch.full((count,), kind, dtype=torch.long, device=z.device)
     return new_state, EnsembleInfo(acceptance_prob, is_accepted, is_invalid, move)
 
 
-class _Cloud(NamedTuple):
-    """The complement's shape: positions, per-coordinate sd, and the Cholesky factor of its covariance."""
-
-    points: torch.Tensor  # (M, D)
-    sd: torch.Tensor  # (D,)
-    chol: torch.Tensor  # (D, D) lower triangular, float64
-
-
-def cloud(points: torch.Tensor) -> _Cloud:
-    """Covariance in float64 (prior scales 0.01..100 make it ill-conditioned in float32), with
-    jitter relative to each variance so a degenerate cloud still factorises."""
-    x = points.double()
-    dim = x.shape[1]
-    cov = torch.cov(x.T).reshape(dim, dim)
-    variance = cov.diagonal().clamp_min(0.0)
-    floor = variance.mean() * 1e-12 + torch.finfo(torch.float64).tiny
-    for jitter in (1e-10, 1e-6, 1e-3):
-        chol, failed = torch.linalg.cholesky_ex(cov + torch.diag(jitter * variance + floor))
-        if not failed:
-            break
-    else:  # a cloud this degenerate (NaN, or rank 0): fall back to the per-coordinate spread
-        chol = torch.diag((variance + floor).sqrt())
-    return _Cloud(points, variance.sqrt().to(points.dtype), chol)
+def _draw_move(generator: torch.Generator, weights: Moves) -> int:
+    """A move type with probability proportional to ``weights``, from one uniform of ``generator``."""
+    u = float(torch.rand((), generator=generator, device=generator.device)) * sum(weights)
+    for kind, bound in enumerate(itertools.accumulate(weights)):
+        if u < bound:
+            return kind
+    return max(kind for kind, weight in enumerate(weights) if weight > 0)  # u rounded up to the sum
 
 
 def _propose(
-    generator, z: torch.Tensor, complement: torch.Tensor, move: torch.Tensor, scales: torch.Tensor
+    generator, z: torch.Tensor, complement: torch.Tensor, kind: int, scales: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Proposals for every active particle by its move type, and ``log q(z) - log q(z')`` (0 for
-    the symmetric moves). Random draws happen in MOVE_NAMES order, each for its own particles."""
-    shape = cloud(complement)
-    dim = z.shape[1]
-    proposal = z.clone()
-    log_q_ratio = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
-    for kind in range(len(MOVE_NAMES)):
-        index = (move == kind).nonzero().squeeze(-1)
-        if index.numel() == 0:
-            continue
-        if kind in (DE, HOP):
-            gamma = scales[DE] * 2.38 / math.sqrt(2 * dim) if kind == DE else scales[HOP]
-            proposal[index] = _differential(generator, z[index], shape, gamma)
-        elif kind == WALK:
-            noise = _gaussian(generator, index.numel(), shape)
-            proposal[index] = z[index] + scales[WALK] * 2.38 / math.sqrt(dim) * noise
-        else:
-            proposal[index], log_q_ratio[index] = _kde(generator, z[index], shape, scales[KDE])
-    return proposal, log_q_ratio
+    """Proposals of move type ``kind`` for ``z`` ``(G, a, D)``, each group's built from its own
+    complement ``(G, m, D)``, and ``log q(z) - log q(z')`` ``(G, a)`` (0 for the symmetric moves)."""
+    groups, count, dim = z.shape
+    if kind in (DE, HOP):
+        gamma = scales[DE] * 2.38 / math.sqrt(2 * dim) if kind == DE else scales[HOP]
+        return _differential(generator, z, complement, gamma), z.new_zeros(groups, count)
+    chol = cloud_factor(complement)
+    if kind == WALK:
+        step_size = scales[WALK] * 2.38 / math.sqrt(dim)
+        return z + step_size * _gaussian(generator, z, chol), z.new_zeros(groups, count)
+    return _local_kde(generator, z, complement, chol, scales[KDE])
 
 
-def _gaussian(generator, count: int, shape: _Cloud) -> torch.Tensor:
-    """``count`` draws of ``N(0, Sigma)``, ``Sigma`` the cloud's covariance."""
-    eps = torch.randn(
-        (count, shape.chol.shape[0]), generator=generator, device=shape.points.device, dtype=shape.points.dtype
-    )
-    return eps @ shape.chol.T.to(shape.points.dtype)
-
-
-def _differential(generator, z: torch.Tensor, shape: _Cloud, gamma: torch.Tensor) -> torch.Tensor:
-    """``z + gamma (z_a - z_b) + e`` with ``a != b`` uniform over the cloud: symmetric, because
-    swapping ``a`` and ``b`` (equally likely) and negating ``e`` undoes it."""
-    size, count = shape.points.shape[0], z.shape[0]
-    a = torch.randint(size, (count,), generator=generator, device=z.device)
-    b = torch.randint(size - 1, (count,), generator=generator, device=z.device)
+def _differential(generator, z: torch.Tensor, complement: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """``z + gamma (z_a - z_b) + e`` with ``a != b`` uniform over the group's complement:
+    symmetric, because swapping ``a`` and ``b`` (equally likely) and negating ``e`` undoes it."""
+    groups, count, _ = z.shape
+    size = complement.shape[1]
+    a = torch.randint(size, (groups, count), generator=generator, device=z.device)
+    b = torch.randint(size - 1, (groups, count), generator=generator, device=z.device)
     b = b + (b >= a).long()
-    noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype) * (DE_NOISE * shape.sd)
-    return z + gamma * (shape.points[a] - shape.points[b]) + noise
+    noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+    spread = complement.std(1, keepdim=True).nan_to_num(0.0)
+    return z + gamma * (_gather(complement, a) - _gather(complement, b)) + noise * (DE_NOISE * spread)
 
 
-def _kde(generator, z: torch.Tensor, shape: _Cloud, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_local_kde` for one group."""
-    proposal, ratio = _local_kde(generator, z.unsqueeze(0), shape.points.unsqueeze(0), shape.chol.unsqueeze(0), scale)
-    return proposal[0], ratio[0]
+def _gaussian(generator, z: torch.Tensor, chol: torch.Tensor) -> torch.Tensor:
+    """Draws of each group's ``N(0, Sigma_g)``, shaped like ``z`` ``(G, a, D)``; ``chol`` ``(G, D, D)``."""
+    eps = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+    return eps @ chol.transpose(1, 2).to(z.dtype)
 
 
-# -- grouped proposals: the same moves, each group's particles built from its own complement ---------
-
-
-def grouped_cloud(points: torch.Tensor) -> _Cloud:
-    """:func:`cloud` of every group at once: ``points`` ``(G, M, D)``, ``sd`` ``(G, D)``, ``chol`` ``(G, D, D)``."""
+def cloud_factor(points: torch.Tensor) -> torch.Tensor:
+    """The lower Cholesky factor ``(G, D, D)`` (float64) of each group's covariance, for ``points``
+    ``(G, M, D)``; a little jitter where a cloud is degenerate, and its per-coordinate spread where
+    even that fails (NaN, or rank 0)."""
     x = points.double()
     centred = x - x.mean(1, keepdim=True)
     cov = centred.transpose(1, 2) @ centred / max(points.shape[1] - 1, 1)
+    chol, failed = torch.linalg.cholesky_ex(cov)
+    if not bool(failed.any()):
+        return chol
     variance = cov.diagonal(dim1=-2, dim2=-1).clamp_min(0.0)
     floor = variance.mean(-1, keepdim=True) * 1e-12 + torch.finfo(torch.float64).tiny
-    chol = torch.diag_embed((variance + floor).sqrt())  # the fallback of a group too degenerate
-    done = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
+    done = failed == 0
+    fallback = torch.diag_embed((variance + floor).sqrt())
+    chol = torch.where(done[:, None, None], chol, fallback)
     for jitter in (1e-10, 1e-6, 1e-3):
         attempt, failed = torch.linalg.cholesky_ex(cov + torch.diag_embed(jitter * variance + floor))
         ok = (failed == 0) & ~done
         chol = torch.where(ok[:, None, None], attempt, chol)
         done = done | ok
-    return _Cloud(points, variance.sqrt().to(points.dtype), chol)
+        if bool(done.all()):
+            break
+    return chol
 
 
 def _gather(points: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -371,99 +337,50 @@ def _gather(points: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return points.gather(1, index.unsqueeze(-1).expand(-1, -1, points.shape[-1]))
 
 
-def _grouped_gaussian(generator, count: int, shape: _Cloud) -> torch.Tensor:
-    """``(G, count, D)`` draws of each group's ``N(0, Sigma_g)``."""
-    groups, _, dim = shape.points.shape
-    eps = torch.randn((groups, count, dim), generator=generator, device=shape.points.device, dtype=shape.points.dtype)
-    return eps @ shape.chol.transpose(1, 2).to(shape.points.dtype)
-
-
-def _propose_grouped(
-    generator, z: torch.Tensor, complement: torch.Tensor, move: torch.Tensor, scales: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_propose` for ``G`` groups at once: ``z`` ``(G, a, D)``, each group's complement
-    ``(G, m, D)``, ``move`` ``(G, a)``. Every move type's proposal is drawn for every particle and
-    each particle keeps its own type's (the type is chosen independently of the draws, so each
-    particle still makes one valid MH move of its type)."""
-    shape = grouped_cloud(complement)
-    groups, count, dim = z.shape
-    size = complement.shape[1]
-    proposal = z.clone()
-    log_q_ratio = torch.zeros(move.shape, dtype=z.dtype, device=z.device)
-    for kind in range(len(MOVE_NAMES)):
-        chosen = move == kind
-        if not bool(chosen.any()):
-            continue
-        if kind in (DE, HOP):
-            gamma = scales[DE] * 2.38 / math.sqrt(2 * dim) if kind == DE else scales[HOP]
-            a = torch.randint(size, (groups, count), generator=generator, device=z.device)
-            b = torch.randint(size - 1, (groups, count), generator=generator, device=z.device)
-            b = b + (b >= a).long()
-            noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype) * (
-                DE_NOISE * shape.sd.unsqueeze(1)
-            )
-            candidate = z + gamma * (_gather(complement, a) - _gather(complement, b)) + noise
-        elif kind == WALK:
-            candidate = z + scales[WALK] * 2.38 / math.sqrt(dim) * _grouped_gaussian(generator, count, shape)
-        else:  # the costly move: only its own particles, packed to the front of each group
-            index, valid = _packed(chosen)
-            packed, ratio = _local_kde(generator, _gather(z, index), complement, shape.chol, scales[KDE])
-            keep = valid.unsqueeze(-1)
-            candidate = z.scatter(
-                1, index.unsqueeze(-1).expand_as(packed), torch.where(keep, packed, _gather(z, index))
-            )
-            log_q_ratio = log_q_ratio.scatter(1, index, torch.where(valid, ratio, _gather_rows(log_q_ratio, index)))
-        proposal = torch.where(chosen.unsqueeze(-1), candidate, proposal)
-    return proposal, log_q_ratio
-
-
-def _packed(chosen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per group, the indices of its chosen particles first (``(G, n)``, ``n`` the largest count;
-    the rest of a row repeats unchosen indices) and which of them are chosen."""
-    count = chosen.sum(1)
-    order = torch.argsort((~chosen).to(torch.uint8), dim=1, stable=True)[:, : max(1, int(count.max()))]
-    return order, torch.arange(order.shape[1], device=chosen.device) < count.unsqueeze(-1)
-
-
-def _gather_rows(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``values[g, index[g, i]]`` for ``values`` ``(G, a)``."""
-    return values.gather(1, index)
-
-
 class LocalKernels(NamedTuple):
     """A KDE whose every centre has its own covariance, from its nearest neighbours in the cloud."""
 
     centres: torch.Tensor  # (G, M, D) float64
     chol: torch.Tensor  # (G, M, D, D) lower Cholesky factor of each centre's covariance
-    inverse: torch.Tensor  # (G, M, D, D) its inverse
+    precision: torch.Tensor  # (G, M, D, D) its inverse
     log_det: torch.Tensor  # (G, M) log |chol|
+    origin: torch.Tensor  # (G, 1, D) the cloud's mean: log q works about it, so less cancels
     bandwidth: torch.Tensor  # scalar: multiplies every factor
 
 
 def local_kernels(points: torch.Tensor, chol: torch.Tensor, bandwidth: torch.Tensor) -> LocalKernels:
     """Kernels at ``points`` ``(G, M, D)``: each with the covariance of its ``LOCAL_NEIGHBOURS``
     nearest neighbours (in the cloud's whitened metric, ``chol`` ``(G, D, D)``, so coordinates of
-    any scale count alike), plus a ridge of ``LOCAL_RIDGE`` times the cloud's variances."""
+    any scale count alike; ties at the last distance join too), plus a ridge of ``LOCAL_RIDGE``
+    times the cloud's variances.
+
+    The neighbourhoods are one 0/1 membership matrix, so every kernel's moments are two matrix
+    products over the cloud: a dozen tensor operations in all, whatever ``M`` (the step's cost on
+    a cheap network is the number of operations, not their size; top-k and per-kernel gathers
+    took 3x as long, measured in BENCHMARKS.md)."""
     groups, size, dim = points.shape
     x = points.double()
-    white = torch.linalg.solve_triangular(chol, x.transpose(1, 2), upper=False).transpose(1, 2).float()
+    origin = x.mean(1, keepdim=True)
+    centred = x - origin
+    white = torch.linalg.solve_triangular(chol, centred.transpose(1, 2), upper=False).transpose(1, 2).float()
     k = min(size, max(LOCAL_NEIGHBOURS, 2 * dim + 2))
     # squared distances by one matrix product, in float32: they only choose the neighbours
     norms = white.square().sum(-1)
     distance = norms.unsqueeze(-1) + norms.unsqueeze(-2) - 2 * white @ white.transpose(1, 2)
-    nearest = distance.topk(k, largest=False).indices  # (G, M, k), each point among its own
-    neighbours = x[torch.arange(groups, device=x.device)[:, None, None], nearest]  # (G, M, k, D)
-    centred = neighbours - neighbours.mean(2, keepdim=True)
-    # many D x D products: broadcast and sum, faster than a batched matmul of tiny matrices
-    cov = (centred.unsqueeze(-1) * centred.unsqueeze(-2)).sum(2) / (k - 1)
+    radius = distance.kthvalue(k, -1, keepdim=True).values  # each point is among its own neighbours
+    member = (distance <= radius).double()  # (G, M, M)
+    count = member.sum(-1)[..., None, None]
+    outer = (centred.unsqueeze(-1) * centred.unsqueeze(-2)).reshape(groups, size, dim * dim)
+    sums = member @ torch.cat([centred, outer], -1)  # every neighbourhood's first and second moments
+    mean = sums[..., :dim].unsqueeze(-1) / count  # (G, M, D, 1)
+    second = sums[..., dim:].reshape(groups, size, dim, dim)
+    cov = (second - count * mean * mean.transpose(-1, -2)) / (count - 1)
     ridge = LOCAL_RIDGE * (chol @ chol.transpose(1, 2)).diagonal(dim1=-2, dim2=-1)  # (G, D)
     factor, failed = torch.linalg.cholesky_ex(cov + torch.diag_embed(ridge).unsqueeze(1))
     if bool(failed.any()):  # NaN in the cloud: such centres fall back to the cloud's own shape
         factor = torch.where((failed > 0)[..., None, None], chol.unsqueeze(1).expand_as(factor), factor)
-    eye = torch.eye(dim, dtype=factor.dtype, device=factor.device).expand_as(factor)
-    inverse = torch.linalg.solve_triangular(factor, eye, upper=False)
     log_det = torch.log(factor.diagonal(dim1=-2, dim2=-1)).sum(-1)
-    return LocalKernels(x, factor, inverse, log_det, bandwidth.double())
+    return LocalKernels(x, factor, torch.cholesky_inverse(factor), log_det, origin, bandwidth.double())
 
 
 def _local_kde(
@@ -482,7 +399,7 @@ def _local_kde(
     centre = torch.randint(size, z.shape[:2], generator=generator, device=z.device)
     eps = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype).double()
     chosen = kernels.chol[torch.arange(groups, device=z.device)[:, None], centre]  # (G, a, D, D)
-    proposal = _gather(kernels.centres, centre) + kernels.bandwidth * (chosen @ eps.unsqueeze(-1)).squeeze(-1)
+    proposal = _gather(kernels.centres, centre) + kernels.bandwidth * (chosen * eps.unsqueeze(-2)).sum(-1)
     log_q = _kde_log_q(torch.cat([z.double(), proposal], 1), kernels)
     count = z.shape[1]
     return proposal.to(z.dtype), (log_q[:, :count] - log_q[:, count:]).to(z.dtype)
@@ -490,44 +407,57 @@ def _local_kde(
 
 def _kde_log_q(x: torch.Tensor, kernels: LocalKernels) -> torch.Tensor:
     """``log q(x)`` per group (``x`` ``(G, n, D)``) up to a constant shared by all ``x``: logsumexp
-    over the centres of each kernel's log density. The quadratic forms ``(x - c)^T P (x - c)`` of
-    all (query, centre) pairs are two matrix products, ``vec(x x^T) . vec(P)`` and ``x . P c``,
-    in float64, a chunk of queries at a time so memory stays ``O(KDE_PAIRS)``."""
+    over the centres of each kernel's log density ``-(y - c)^T P (y - c) / 2 - log |chol|``, with
+    ``y = x - origin``. For all (query, centre) pairs at once that is one matrix product of the
+    features ``[vec(y y^T), y, 1]`` with ``-[vec(P), -2 P c, c^T P c + 2 log |chol|] / 2``, in
+    float64, a chunk of queries at a time so memory stays ``O(KDE_PAIRS)``."""
     groups, size, dim = kernels.centres.shape
-    inverse = kernels.inverse
-    precision = (inverse.unsqueeze(-1) * inverse.unsqueeze(-2)).sum(-3)  # (G, M, D, D): W^T W
-    linear = (precision * kernels.centres.unsqueeze(-2)).sum(-1)  # (G, M, D): P c
-    constant = (linear * kernels.centres).sum(-1)  # (G, M): c^T P c
-    flat = precision.reshape(groups, size, dim * dim).transpose(1, 2)  # (G, D^2, M)
-    scale = -0.5 / kernels.bandwidth**2
+    centres = kernels.centres - kernels.origin
+    precision = kernels.precision / kernels.bandwidth**2
+    linear = (precision * centres.unsqueeze(-2)).sum(-1)  # (G, M, D): P c
+    constant = (linear * centres).sum(-1, keepdim=True) + 2 * kernels.log_det.unsqueeze(-1)  # (G, M, 1)
+    weights = -0.5 * torch.cat([precision.reshape(groups, size, dim * dim), -2 * linear, constant], -1)
+    weights = weights.transpose(1, 2).contiguous()  # (G, D^2 + D + 1, M)
     chunk = max(1, KDE_PAIRS // max(1, groups * size))
     out = []
     for part in x.double().split(chunk, dim=1):
-        outer = (part.unsqueeze(-1) * part.unsqueeze(-2)).reshape(groups, part.shape[1], dim * dim)
-        quadratic = outer @ flat - 2 * part @ linear.transpose(1, 2) + constant.unsqueeze(1)  # (G, c, M)
-        # the sum over centres in float32: its logits are O(1..1e3) nats, so ~1e-4 nats of rounding
-        logits = (scale * quadratic - kernels.log_det.unsqueeze(1)).float()
-        out.append(torch.logsumexp(logits, -1).double())
+        y = part - kernels.origin
+        outer = (y.unsqueeze(-1) * y.unsqueeze(-2)).reshape(groups, y.shape[1], dim * dim)
+        out.append(_logsumexp_(torch.cat([outer, y, torch.ones_like(y[..., :1])], -1) @ weights))
     return torch.cat(out, 1) if out else x.new_zeros(groups, 0)
 
 
+def _logsumexp_(logits: torch.Tensor) -> torch.Tensor:
+    """``logsumexp`` over the last axis, overwriting ``logits`` (a temporary: on a CPU, fresh
+    buffers of this size cost page faults), each term floored at ``exp(-700)`` relative to the
+    largest, where float64 would go subnormal and slow (float32 did below ``exp(-87)``:
+    ``torch.logsumexp`` took 1.2 ms against 0.17 ms for 600 x 256, measured)."""
+    top = logits.amax(-1, keepdim=True)
+    shift = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    total = logits.sub_(shift).clamp_(min=-700.0).exp_().sum(-1).log_() + shift.squeeze(-1)
+    return torch.where(torch.isfinite(top.squeeze(-1)), total, top.squeeze(-1))  # all -inf (or NaN) stays so
+
+
 def adaptation(targets: tuple[float, ...] = TARGET_ACCEPT) -> Adaptation:
-    """Robbins-Monro on each move's log scale, ``log s_k += (t + 1)^-0.6 (a_k - target_k)``, with
-    ``a_k`` the mean acceptance probability of the particles that used move k this step; moves
+    """Robbins-Monro on each move's log scale, ``log s_k += (n_k + 1)^-0.6 (a_k - target_k)``, with
+    ``a_k`` the mean acceptance probability of the particles that used move k this step and ``n_k``
+    the half updates that used it so far (a move drawn rarely still gets its full schedule); moves
     with a NaN target, or unused this step, keep their scale. The driver applies it during warm-up
     only: afterwards the scales are frozen and the chain is valid MCMC."""
 
     def init(state: EnsembleState) -> AdaptState:
-        return AdaptState(0, torch.tensor(targets, dtype=state.scales.dtype, device=state.scales.device))
+        goal = torch.tensor(targets, dtype=state.scales.dtype, device=state.scales.device)
+        return AdaptState(0, goal, torch.zeros_like(goal))
 
     def update(adapt: AdaptState, state: EnsembleState, info: EnsembleInfo) -> tuple[AdaptState, EnsembleState]:
         accept_sum, count = acceptance_counts(info)
         mean = accept_sum / count.clamp_min(1)
-        active = (count > 0) & torch.isfinite(adapt.targets)
-        change = torch.where(
-            active, (adapt.iteration + 1) ** -0.6 * (mean - torch.nan_to_num(adapt.targets)), torch.zeros_like(mean)
-        )
-        return adapt._replace(iteration=adapt.iteration + 1), state._replace(scales=state.scales * change.exp())
+        used = count > 0
+        active = used & torch.isfinite(adapt.targets)
+        gain = (adapt.uses + 1) ** -0.6
+        change = torch.where(active, gain * (mean - torch.nan_to_num(adapt.targets)), torch.zeros_like(mean))
+        adapt = AdaptState(adapt.iteration + 1, adapt.targets, adapt.uses + used.to(adapt.uses.dtype))
+        return adapt, state._replace(scales=state.scales * change.exp())
 
     return Adaptation(init, update)
 
