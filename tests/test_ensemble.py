@@ -364,6 +364,55 @@ def test_kde_log_density_is_chunked_without_changing_it(monkeypatch):
     assert spread[0] < 0.01 < spread[1] < 1.0 < spread[2] < 100.0
 
 
+def test_each_kernel_takes_the_shape_of_its_nearest_neighbours():
+    """The membership-matrix moments against a direct computation: each kernel's covariance is that
+    of its LOCAL_NEIGHBOURS nearest points (whitened metric) plus the ridge."""
+    generator = torch.Generator().manual_seed(0)
+    points = torch.randn(1, 200, 3, generator=generator) * torch.tensor([0.01, 1.0, 100.0])
+    chol = ensemble.cloud_factor(points)
+    kernels = ensemble.local_kernels(points, chol, torch.tensor(1.0))
+    x = points[0].double()
+    white = torch.linalg.solve_triangular(chol[0], (x - x.mean(0)).T, upper=False).T
+    nearest = torch.cdist(white, white).topk(ensemble.LOCAL_NEIGHBOURS, largest=False).indices
+    ridge = torch.diag(ensemble.LOCAL_RIDGE * (chol[0] @ chol[0].T).diagonal())
+    for i in (0, 57, 199):
+        direct = torch.cov(x[nearest[i]].T) + ridge
+        covariance = kernels.chol[0, i] @ kernels.chol[0, i].T
+        assert torch.allclose(covariance, direct, rtol=1e-6, atol=1e-12), i
+        assert torch.allclose(kernels.precision[0, i], torch.linalg.inv(direct), rtol=1e-5)
+
+
+def test_logsumexp_matches_torch_over_a_wide_range_and_keeps_impossible_rows():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 300, generator=generator, dtype=torch.float64) * 400
+    logits[3] = -math.inf
+    expected = torch.logsumexp(logits, -1)
+    got = ensemble._logsumexp_(logits.clone())
+    assert torch.allclose(got[:3], expected[:3]) and torch.allclose(got[4:], expected[4:])
+    assert got[3] == -math.inf
+
+
+def test_one_move_type_per_half_drawn_with_the_given_weights():
+    """Every half update uses one move type for all its particles; over many half updates each type's
+    share matches its weight within 4.5 binomial standard errors."""
+    world = two_pieces_2d()
+    density = band_density(world, 40)
+    weights = ensemble.Moves(de=0.5, hop=0.1, walk=0.0, kde=0.4)
+    generator = torch.Generator().manual_seed(0)
+    kinds = []
+    with torch.no_grad():
+        state = ensemble.init(world.exact_samples(40, generator), density)
+        for _ in range(400):
+            state, info = ensemble.step(generator, state, density, moves=weights)
+            for half in (info.move[:20], info.move[20:]):
+                assert (half == half[0]).all()
+                kinds.append(int(half[0]))
+    share = np.bincount(kinds, minlength=4) / len(kinds)
+    expected = np.array(weights) / sum(weights)
+    assert np.all(np.abs(share - expected) <= 4.5 * np.sqrt(expected * (1 - expected) / len(kinds))), share
+    assert share[ensemble.WALK] == 0
+
+
 def test_per_particle_beta_matches_a_scalar_beta():
     world = two_pieces_2d()
     density = band_density(world, 50)
