@@ -308,9 +308,10 @@ def _gaussian(generator, z: torch.Tensor, chol: torch.Tensor) -> torch.Tensor:
 
 
 def cloud_factor(points: torch.Tensor) -> torch.Tensor:
-    """The lower Cholesky factor ``(G, D, D)`` (float64) of each group's covariance, for ``points``
-    ``(G, M, D)``; a little jitter where a cloud is degenerate, and its per-coordinate spread where
-    even that fails (NaN, or rank 0)."""
+    """The lower Cholesky factor ``(G, D, D)`` of each group's covariance, for ``points``
+    ``(G, M, D)``, in float64 (prior scales 0.01..100 make it ill-conditioned in float32); jitter
+    relative to each variance where a cloud is degenerate, and its per-coordinate spread where even
+    that fails (NaN, or rank 0)."""
     x = points.double()
     centred = x - x.mean(1, keepdim=True)
     cov = centred.transpose(1, 2) @ centred / max(points.shape[1] - 1, 1)
