@@ -355,10 +355,10 @@ def local_kernels(points: torch.Tensor, chol: torch.Tensor, bandwidth: torch.Ten
     any scale count alike; ties at the last distance join too), plus a ridge of ``LOCAL_RIDGE``
     times the cloud's variances.
 
-    The neighbourhoods are one 0/1 membership matrix, so every kernel's moments are two matrix
-    products over the cloud: a dozen tensor operations in all, whatever ``M`` (the step's cost on
-    a cheap network is the number of operations, not their size; top-k and per-kernel gathers
-    took 3x as long, measured in BENCHMARKS.md)."""
+    The neighbourhoods are one 0/1 membership matrix, so every kernel's mean and covariance come
+    from one matrix product over the cloud instead of a gather of each kernel's neighbours: on a
+    cheap network the step's cost is the number of tensor operations, not their size (see
+    benchmarks/population.md)."""
     groups, size, dim = points.shape
     x = points.double()
     origin = x.mean(1, keepdim=True)
