@@ -218,14 +218,14 @@ def _update_half(
     other: slice | torch.Tensor,
     log_density_fn,
     beta,
-    weights: Moves,
+    moves: Moves,
 ) -> tuple[EnsembleState, EnsembleInfo]:
     """MH update of the particles in ``active`` with proposals built from those in ``other``: two
     slices (one group), or per group ``(G, a)`` and ``(G, m)`` index tensors (each group's own
     complement). One move type is drawn for the whole half, as emcee does: being independent of
     the state it is as valid as a type per particle, and the half update then runs that one move's
     few tensor operations instead of all four (the step's cost on a cheap network)."""
-    kind = _draw_move(generator, weights)
+    kind = _draw_move(generator, moves)
     rows = active if isinstance(active, slice) else active.reshape(-1)
     z = state.z_unconstrained[active]
     complement = state.z_unconstrained[other]
@@ -431,8 +431,9 @@ def _kde_log_q(x: torch.Tensor, kernels: LocalKernels) -> torch.Tensor:
 def _logsumexp_(logits: torch.Tensor) -> torch.Tensor:
     """``logsumexp`` over the last axis, overwriting ``logits`` (a temporary: on a CPU, fresh
     buffers of this size cost page faults), each term floored at ``exp(-700)`` relative to the
-    largest, where float64 would go subnormal and slow (float32 did below ``exp(-87)``:
-    ``torch.logsumexp`` took 1.2 ms against 0.17 ms for 600 x 256, measured)."""
+    largest, below which float64 goes subnormal and slow. Measured for 1,000 x 256 logits: 0.41 ms
+    with their matrix product, against 1.7 ms for ``torch.logsumexp`` (see
+    benchmarks/population.md)."""
     top = logits.amax(-1, keepdim=True)
     shift = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
     total = logits.sub_(shift).clamp_(min=-700.0).exp_().sum(-1).log_() + shift.squeeze(-1)
