@@ -69,7 +69,7 @@ DE_NOISE = 1e-4  # additive DE noise, relative to the complement's per-coordinat
 KDE_MAX_DIM = 10  # above this a KDE of a few hundred points is accepted < 10% of the time (measured)
 KDE_PAIRS = 2**20  # (query, centre) pairs per chunk of the KDE log density: bounded memory
 LOCAL_NEIGHBOURS = 20  # neighbours that shape each KDE kernel (at least 2 D + 2)
-LOCAL_RIDGE = 1e-4  # added to each kernel's covariance, times the cloud's variances
+LOCAL_RIDGE = 1e-4  # added to each kernel's covariance, times the cloud's covariance
 KDE_MAX_CENTRES = 256  # larger complements use a random subset (fixed within the half update): cost O(N)
 
 
@@ -339,49 +339,61 @@ def _gather(points: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 class LocalKernels(NamedTuple):
-    """A KDE whose every centre has its own covariance, from its nearest neighbours in the cloud."""
+    """A KDE in the cloud's whitened coordinates ``w = L^-1 (z - origin)``, ``L L^T`` the cloud's
+    covariance: there every coordinate spreads about 1 whatever the prior's scales, so float32 is
+    enough for the per-pair work. Each centre has its own covariance, from its nearest neighbours."""
 
-    centres: torch.Tensor  # (G, M, D) float64
-    chol: torch.Tensor  # (G, M, D, D) lower Cholesky factor of each centre's covariance
-    precision: torch.Tensor  # (G, M, D, D) its inverse
-    log_det: torch.Tensor  # (G, M) log |chol|
-    origin: torch.Tensor  # (G, 1, D) the cloud's mean: log q works about it, so less cancels
-    bandwidth: torch.Tensor  # scalar: multiplies every factor
+    origin: torch.Tensor  # (G, 1, D) float64: the cloud's mean
+    cloud: torch.Tensor  # (G, D, D) float64: L
+    centres: torch.Tensor  # (G, M, D) float32, whitened
+    chol: torch.Tensor  # (G, M, D, D) float32: each kernel's Cholesky factor, bandwidth included
+    weights: torch.Tensor  # (G, D^2 + D + 1, M) float32: log q as one product with features of w
+
+
+def whiten(z: torch.Tensor, origin: torch.Tensor, cloud: torch.Tensor) -> torch.Tensor:
+    """``L^-1 (z - origin)`` in float32 for ``z`` ``(G, n, D)``; the solve runs in float64 (``L`` may
+    be ill-conditioned), the result is well scaled."""
+    centred = (z.double() - origin).transpose(1, 2)
+    return torch.linalg.solve_triangular(cloud, centred, upper=False).transpose(1, 2).float()
 
 
 def local_kernels(points: torch.Tensor, chol: torch.Tensor, bandwidth: torch.Tensor) -> LocalKernels:
-    """Kernels at ``points`` ``(G, M, D)``: each with the covariance of its ``LOCAL_NEIGHBOURS``
-    nearest neighbours (in the cloud's whitened metric, ``chol`` ``(G, D, D)``, so coordinates of
-    any scale count alike; ties at the last distance join too), plus a ridge of ``LOCAL_RIDGE``
-    times the cloud's variances.
+    """Kernels at ``points`` ``(G, M, D)``, whitened by the cloud's factor ``chol`` ``(G, D, D)``:
+    each with the covariance of its ``LOCAL_NEIGHBOURS`` nearest neighbours (ties at the last
+    distance join too) plus ``LOCAL_RIDGE`` times the cloud's own, times ``bandwidth**2``. In
+    whitened coordinates the metric, the ridge and hence the whole KDE are affine invariant, like
+    the other moves.
 
     The neighbourhoods are one 0/1 membership matrix, so every kernel's mean and covariance come
     from one matrix product over the cloud instead of a gather of each kernel's neighbours: on a
     cheap network the step's cost is the number of tensor operations, not their size (see
     benchmarks/population.md)."""
     groups, size, dim = points.shape
-    x = points.double()
-    origin = x.mean(1, keepdim=True)
-    centred = x - origin
-    white = torch.linalg.solve_triangular(chol, centred.transpose(1, 2), upper=False).transpose(1, 2).float()
+    origin = points.double().mean(1, keepdim=True)
+    white = whiten(points, origin, chol)
     k = min(size, max(LOCAL_NEIGHBOURS, 2 * dim + 2))
-    # squared distances by one matrix product, in float32: they only choose the neighbours
     norms = white.square().sum(-1)
     distance = norms.unsqueeze(-1) + norms.unsqueeze(-2) - 2 * white @ white.transpose(1, 2)
     radius = distance.kthvalue(k, -1, keepdim=True).values  # each point is among its own neighbours
     member = (distance <= radius).double()  # (G, M, M)
     count = member.sum(-1)[..., None, None]
-    outer = (centred.unsqueeze(-1) * centred.unsqueeze(-2)).reshape(groups, size, dim * dim)
-    sums = member @ torch.cat([centred, outer], -1)  # every neighbourhood's first and second moments
+    wide = white.double()
+    outer = (wide.unsqueeze(-1) * wide.unsqueeze(-2)).reshape(groups, size, dim * dim)
+    sums = member @ torch.cat([wide, outer], -1)  # every neighbourhood's first and second moments
     mean = sums[..., :dim].unsqueeze(-1) / count  # (G, M, D, 1)
     second = sums[..., dim:].reshape(groups, size, dim, dim)
     cov = (second - count * mean * mean.transpose(-1, -2)) / (count - 1)
-    ridge = LOCAL_RIDGE * (chol @ chol.transpose(1, 2)).diagonal(dim1=-2, dim2=-1)  # (G, D)
-    factor, failed = torch.linalg.cholesky_ex(cov + torch.diag_embed(ridge).unsqueeze(1))
-    if bool(failed.any()):  # NaN in the cloud: such centres fall back to the cloud's own shape
-        factor = torch.where((failed > 0)[..., None, None], chol.unsqueeze(1).expand_as(factor), factor)
-    log_det = torch.log(factor.diagonal(dim1=-2, dim2=-1)).sum(-1)
-    return LocalKernels(x, factor, torch.cholesky_inverse(factor), log_det, origin, bandwidth.double())
+    eye = torch.eye(dim, dtype=cov.dtype, device=cov.device)
+    factor, failed = torch.linalg.cholesky_ex(cov + LOCAL_RIDGE * eye)
+    if bool(failed.any()):  # NaN in the cloud: such centres take the cloud's own shape
+        factor = torch.where((failed > 0)[..., None, None], eye, factor)
+    factor = factor * bandwidth.double()
+    precision = torch.cholesky_inverse(factor)
+    log_det = torch.log(factor.diagonal(dim1=-2, dim2=-1)).sum(-1, keepdim=True)  # (G, M, 1)
+    linear = (precision @ wide.unsqueeze(-1)).squeeze(-1)  # (G, M, D): P c
+    constant = (linear * wide).sum(-1, keepdim=True) + 2 * log_det
+    weights = -0.5 * torch.cat([precision.reshape(groups, size, dim * dim), -2 * linear, constant], -1)
+    return LocalKernels(origin, chol, white, factor.float(), weights.transpose(1, 2).float().contiguous())
 
 
 def _local_kde(
@@ -397,46 +409,42 @@ def _local_kde(
         points = _gather(points, subset)
         size = KDE_MAX_CENTRES
     kernels = local_kernels(points, chol, scale)
-    centre = torch.randint(size, z.shape[:2], generator=generator, device=z.device)
-    eps = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype).double()
-    chosen = kernels.chol[torch.arange(groups, device=z.device)[:, None], centre]  # (G, a, D, D)
-    proposal = _gather(kernels.centres, centre) + kernels.bandwidth * (chosen * eps.unsqueeze(-2)).sum(-1)
-    log_q = _kde_log_q(torch.cat([z.double(), proposal], 1), kernels)
     count = z.shape[1]
-    return proposal.to(z.dtype), (log_q[:, :count] - log_q[:, count:]).to(z.dtype)
+    centre = torch.randint(size, (groups, count), generator=generator, device=z.device)
+    eps = torch.randn((groups, count, dim, 1), generator=generator, device=z.device)
+    chosen = kernels.chol[torch.arange(groups, device=z.device)[:, None], centre]  # (G, a, D, D)
+    white = _gather(kernels.centres, centre) + (chosen @ eps).squeeze(-1)
+    proposal = (kernels.origin + white.double() @ kernels.cloud.transpose(1, 2)).to(z.dtype)
+    # both sides scored at the positions as stored, whitened the same way
+    log_q = _kde_log_q(whiten(torch.cat([z, proposal], 1), kernels.origin, kernels.cloud), kernels)
+    return proposal, (log_q[:, :count] - log_q[:, count:]).to(z.dtype)
 
 
-def _kde_log_q(x: torch.Tensor, kernels: LocalKernels) -> torch.Tensor:
-    """``log q(x)`` per group (``x`` ``(G, n, D)``) up to a constant shared by all ``x``: logsumexp
-    over the centres of each kernel's log density ``-(y - c)^T P (y - c) / 2 - log |chol|``, with
-    ``y = x - origin``. For all (query, centre) pairs at once that is one matrix product of the
-    features ``[vec(y y^T), y, 1]`` with ``-[vec(P), -2 P c, c^T P c + 2 log |chol|] / 2``, in
-    float64, a chunk of queries at a time so memory stays ``O(KDE_PAIRS)``."""
+def _kde_log_q(white: torch.Tensor, kernels: LocalKernels) -> torch.Tensor:
+    """``log q`` per group at whitened points ``white`` ``(G, n, D)``, up to a constant shared by
+    all of them: logsumexp over the centres of each kernel's log density
+    ``-(w - c)^T P (w - c) / 2 - log |chol|``. For all (point, centre) pairs at once that is one
+    matrix product of the features ``[vec(w w^T), w, 1]`` with ``kernels.weights``
+    (``-[vec(P), -2 P c, c^T P c + 2 log |chol|] / 2``), a chunk of points at a time so memory
+    stays ``O(KDE_PAIRS)``."""
     groups, size, dim = kernels.centres.shape
-    centres = kernels.centres - kernels.origin
-    precision = kernels.precision / kernels.bandwidth**2
-    linear = (precision * centres.unsqueeze(-2)).sum(-1)  # (G, M, D): P c
-    constant = (linear * centres).sum(-1, keepdim=True) + 2 * kernels.log_det.unsqueeze(-1)  # (G, M, 1)
-    weights = -0.5 * torch.cat([precision.reshape(groups, size, dim * dim), -2 * linear, constant], -1)
-    weights = weights.transpose(1, 2).contiguous()  # (G, D^2 + D + 1, M)
     chunk = max(1, KDE_PAIRS // max(1, groups * size))
     out = []
-    for part in x.double().split(chunk, dim=1):
-        y = part - kernels.origin
-        outer = (y.unsqueeze(-1) * y.unsqueeze(-2)).reshape(groups, y.shape[1], dim * dim)
-        out.append(_logsumexp_(torch.cat([outer, y, torch.ones_like(y[..., :1])], -1) @ weights))
-    return torch.cat(out, 1) if out else x.new_zeros(groups, 0)
+    for part in white.split(chunk, dim=1):
+        outer = (part.unsqueeze(-1) * part.unsqueeze(-2)).reshape(groups, part.shape[1], dim * dim)
+        out.append(_logsumexp_(torch.cat([outer, part, torch.ones_like(part[..., :1])], -1) @ kernels.weights))
+    return torch.cat(out, 1) if out else white.new_zeros(groups, 0)
 
 
 def _logsumexp_(logits: torch.Tensor) -> torch.Tensor:
-    """``logsumexp`` over the last axis, overwriting ``logits`` (a temporary: on a CPU, fresh
-    buffers of this size cost page faults), each term floored at ``exp(-700)`` relative to the
-    largest, below which float64 goes subnormal and slow. Measured for 1,000 x 256 logits: 0.41 ms
-    with their matrix product, against 1.7 ms for ``torch.logsumexp`` (see
-    benchmarks/population.md)."""
+    """``logsumexp`` over the last axis, overwriting ``logits`` (a temporary), each term floored
+    just above the smallest normal number relative to the largest (``exp(-82)`` in float32), below
+    which ``exp`` on a CPU goes subnormal and several times slower; the floored terms change the
+    sum by less than ``M exp(-82)`` of itself."""
+    floor = math.log(torch.finfo(logits.dtype).tiny) + 5.0
     top = logits.amax(-1, keepdim=True)
     shift = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    total = logits.sub_(shift).clamp_(min=-700.0).exp_().sum(-1).log_() + shift.squeeze(-1)
+    total = logits.sub_(shift).clamp_(min=floor).exp_().sum(-1).log_() + shift.squeeze(-1)
     return torch.where(torch.isfinite(top.squeeze(-1)), total, top.squeeze(-1))  # all -inf (or NaN) stays so
 
 
