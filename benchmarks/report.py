@@ -329,7 +329,18 @@ def _population(results: dict) -> list[str]:
         "temperature, so every row scores N particles per step; its R-hat and ESS are over the N / 2 "
         "particles at beta = 1. "
         f'ESS/s counts only where R-hat <= {results["rhat_ok"]} (otherwise "not converged"); masses are '
-        "fractions of all recorded draws (particles x steps).",
+        "fractions of all recorded draws (particles x steps)."
+        + (
+            f" Each exact-world run was repeated {sizes['timings']} times, the kernels interleaved, and is "
+            "timed by the median."
+            if sizes.get("timings", 1) > 1
+            else ""
+        )
+        + (
+            " Freed memory was kept for reuse, as the command line does (`pls.keep_freed_memory()`)."
+            if results.get("keep_freed_memory")
+            else ""
+        ),
         "",
         "**Worlds with exact answers** (tests/exact_worlds.py):",
         "",

@@ -13,6 +13,7 @@ from pplevelset.errors import CheckpointError, UserInputError
 from pplevelset.infer.config import RunConfig
 from pplevelset.infer.driver import run, sample
 from pplevelset.infer.pyro_kernels import BatchedRandomWalk, EnsembleKernel, to_arviz
+from pplevelset.memory import keep_freed_memory
 from pplevelset.model import level_set_model
 from pplevelset.posterior import LevelSetPosterior
 from pplevelset.targets import expand_targets, parse_target
@@ -37,6 +38,7 @@ __all__ = [
     "worlds",
     "SweepResult",
     "expand_targets",
+    "keep_freed_memory",
     "sweep",
     "to_arviz",
     "__version__",

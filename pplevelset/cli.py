@@ -16,6 +16,7 @@ from typing import Any
 from pplevelset.errors import UserInputError
 from pplevelset.imports import import_object
 from pplevelset.infer.config import DEFAULT_KERNEL, KERNELS
+from pplevelset.memory import keep_freed_memory
 
 
 class _Parser(argparse.ArgumentParser):
@@ -327,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")
     try:
         args = build_parser().parse_args(argv)
+        keep_freed_memory()  # this process is ours: reuse freed blocks instead of faulting in fresh pages
         COMMANDS[args.command](args)
     except UserInputError as exc:
         print(f"pplevelset: error: {exc}", file=sys.stderr)
