@@ -23,6 +23,7 @@ ALGORITHMS = {
     "rwmh": rwmh.algorithm,
     "ensemble": ensemble.algorithm,
     "ensemble, 2 rungs": lambda: replica.algorithm(2),  # N particles in all, N / 2 per rung
+    "ensemble, 4 rungs": lambda: replica.algorithm(4),
 }
 BLOCK = 10  # steps per timed call: their mean covers the mix of move types
 

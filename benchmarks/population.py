@@ -1,7 +1,7 @@
 """Population MCMC against independent chains, per target: does each piece get its mass, and do the
 traces say so?
 
-    python benchmarks/population.py            # make bench-population: about 30 minutes on 2 cores
+    python benchmarks/population.py            # make bench-population: about 40 minutes on 2 cores
     python benchmarks/population.py --tiny     # smoke run, about a minute: the numbers mean nothing
 
 Every kernel runs with the library's defaults (N = 1,000 particles, 500 warm-up + 500 steps) in one
@@ -51,6 +51,7 @@ CONFIGS = {
     "rwmh": dict(kernel="rwmh"),
     "ensemble": dict(kernel="ensemble"),
     "ensemble, 2 rungs": dict(kernel="ensemble", rungs=2),
+    "ensemble, 4 rungs": dict(kernel="ensemble", rungs=4),  # the README's advice at high alpha
 }
 KERNELS = tuple(CONFIGS)
 EXACT = {  # name -> a factory of (world, target spec, alpha, piece labeller, exact masses)

@@ -325,8 +325,8 @@ def _population(results: dict) -> list[str]:
         f"Command: `{results['command']}` ({results['elapsed_s'] / 60:.1f} minutes, {results['started']}, "
         f"{results['torch_threads']} torch threads). Every kernel with N = {sizes['num_particles']:,}, "
         f"{sizes['warmup']} warm-up + {sizes['steps']} steps, seed 0, one after the other in one process. "
-        "`ensemble, 2 rungs` is replica exchange (`rungs=2`) with the same N particles in all, N / 2 per "
-        "temperature, so every row scores N particles per step; its R-hat and ESS are over the N / 2 "
+        "`ensemble, K rungs` is replica exchange (`rungs=K`) with the same N particles in all, N / K per "
+        "temperature, so every row scores N particles per step; its R-hat and ESS are over the N / K "
         "particles at beta = 1. "
         f'ESS/s counts only where R-hat <= {results["rhat_ok"]} (otherwise "not converged"); masses are '
         "fractions of all recorded draws (particles x steps)."
