@@ -25,7 +25,7 @@ from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from pyro.poutine.util import site_is_subsample
 
 from pplevelset.errors import UserInputError
-from pplevelset.infer import ensemble, rwmh
+from pplevelset.infer import ensemble, replica, rwmh
 from pplevelset.infer.mcmc import Algorithm, initial_positions
 from pplevelset.model import PLATE, ParticleDensity
 from pplevelset.rng import generator as seeded_generator
@@ -159,6 +159,7 @@ class BatchedKernel(MCMCKernel):
             raise UserInputError(f"num_particles must be a positive integer, got {num_particles!r}")
         self.model = model
         self.algorithm = algorithm
+        self.rungs = 1  # replica exchange (EnsembleKernel): the model's particles form this many rungs
         self.seed = seed
         self.num_particles = num_particles
         self._initial_params = None
@@ -170,6 +171,7 @@ class BatchedKernel(MCMCKernel):
         self._accepted = 0.0
         self._mean_accept_prob = 0.0
         self._stats: dict[str, list[torch.Tensor]] = {"lp": [], "acceptance_rate": [], "step_size": []}
+        self._swaps: list[torch.Tensor] = []
         model, self._singletons = self.model, {}
         if self.num_particles is not None:
             model, self._singletons = vectorize(self.model, self.num_particles, args, kwargs)
@@ -178,9 +180,25 @@ class BatchedKernel(MCMCKernel):
         self.transforms = {name: transform.inv for name, transform in self.density.transforms.items()}
         seed = self.seed if self.seed is not None else int(torch.randint(2**62, (1,)))
         self.generator = seeded_generator(seed, self.density.device)
-        if self._initial_params is None:
-            self._initial_params = self._params(initial_positions(self.density, self.generator))
         self._state = None
+        if self._initial_params is None:  # Pyro takes the samples' shapes from these: the recorded particles'
+            self._start(initial_positions(self.density, self.generator))
+            self._initial_params = self._params(self.algorithm.shown(self._state)[0].z_unconstrained)
+
+    def _start(self, flat: torch.Tensor) -> None:
+        """The kernel's state at ``flat``: all the particles the model scores, or (replica exchange)
+        the recorded rung's, where every rung then starts."""
+        scored = self.density.num_particles
+        if flat.shape[0] * self.rungs == scored and self.rungs > 1:
+            flat = flat.repeat(self.rungs, 1)
+        if flat.shape[0] != scored:
+            raise UserInputError(
+                f"the initial values hold {flat.shape[0]} particles; the model scores {scored}"
+                + (f", {scored // self.rungs} per rung" if self.rungs > 1 else "")
+            )
+        with torch.no_grad():
+            self._state = self.algorithm.init(flat, self.density)
+            self._adapt_state = self.algorithm.adaptation.init(self._state)
 
     def _params(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """Unconstrained site values as users see them: ``(N,) + the site's own shape``, without
@@ -209,30 +227,38 @@ class BatchedKernel(MCMCKernel):
     def sample(self, params):
         flat = self.density.pack(params)
         with torch.no_grad():
-            if self._state is None or not torch.equal(flat, self._state.z_unconstrained):
-                self._state = self.algorithm.init(flat, self.density)
-                self._adapt_state = self.algorithm.adaptation.init(self._state)
+            # params are what the last call returned (the recorded particles), unless Pyro or the
+            # user set new ones: then start from those
+            if self._state is None or not torch.equal(flat, self.algorithm.shown(self._state)[0].z_unconstrained):
+                self._start(flat)
             self._state, info = self.algorithm.step(self.generator, self._state, self.density)
             if self._t < self._warmup_steps:
                 self._adapt_state, self._state = self.algorithm.adaptation.update(self._adapt_state, self._state, info)
+        shown, info = self.algorithm.shown(self._state, info)
         self._t += 1
         sampling = self._t > self._warmup_steps
         n = self._t - self._warmup_steps if sampling else self._t
         if sampling:
             self._accepted += float(info.is_accepted.float().mean())
-            self._stats["lp"].append(self._state.log_prior + self._state.log_likelihood)
+            self._stats["lp"].append(shown.log_prior + shown.log_likelihood)
             self._stats["acceptance_rate"].append(info.acceptance_prob)
-            self._stats["step_size"].append(self.algorithm.step_size(self._state))
+            self._stats["step_size"].append(self.algorithm.step_size(shown))
+            swap_prob = getattr(info, "swap_prob", None)
+            if swap_prob is not None:
+                self._swaps.append(swap_prob)
         self._mean_accept_prob += (float(info.acceptance_prob.mean()) - self._mean_accept_prob) / n
-        return self._params(self._state.z_unconstrained)
+        return self._params(shown.z_unconstrained)
 
     def logging(self):
-        step_size = float(self.algorithm.step_size(self._state).median())
+        step_size = float(self.algorithm.step_size(self.algorithm.shown(self._state)[0]).median())
         return OrderedDict([("step size", f"{step_size:.2e}"), ("acc. prob", f"{self._mean_accept_prob:.3f}")])
 
     def diagnostics(self):
         # no divergences in a random walk; the key keeps az.from_pyro working (it sees one chain)
-        return {"acceptance rate": self._accepted / max(1, self._t - self._warmup_steps), "divergences": []}
+        found = {"acceptance rate": self._accepted / max(1, self._t - self._warmup_steps), "divergences": []}
+        if self._swaps:  # replica exchange: per neighbouring rung pair, over the recorded steps
+            found["swap acceptance"] = torch.stack(self._swaps).mean(0).tolist()
+        return found
 
 
 class BatchedRandomWalk(BatchedKernel):
@@ -273,12 +299,19 @@ class EnsembleKernel(BatchedKernel):
     :param moves: the move weights (default: :func:`pplevelset.infer.ensemble.default_moves`).
     :param int num_particles: population size for a model without a ``particles`` plate
         (:class:`BatchedKernel`).
+    :param int rungs: replica exchange (:mod:`pplevelset.infer.replica`): the N particles form
+        ``rungs`` ensembles of ``N / rungs`` on a likelihood-temperature ladder, and the samples
+        hold the ``N / rungs`` of the ``beta = 1`` rung (so a step costs what it costs without
+        rungs). ``mcmc.diagnostics()`` then adds each rung pair's swap acceptance.
 
     Example::
 
         kernel = EnsembleKernel(pls.level_set_model)
         mcmc = pyro.infer.MCMC(kernel, num_samples=200, warmup_steps=200)
         mcmc.run(world, target, 10.0, 500)
+
+        mcmc = pyro.infer.MCMC(EnsembleKernel(pls.level_set_model, rungs=2), 200, warmup_steps=200)
+        mcmc.run(world, target, 10.0, 1000)  # samples: (200, 500, latent_dim), the beta = 1 rung
     """
 
     def __init__(
@@ -287,8 +320,12 @@ class EnsembleKernel(BatchedKernel):
         moves: ensemble.Moves | None = None,
         seed: int | None = None,
         num_particles: int | None = None,
+        rungs: int = 1,
     ):
-        super().__init__(model, ensemble.algorithm(moves), seed, num_particles)
+        replica.check_rungs(rungs)
+        algorithm = ensemble.algorithm(moves) if rungs == 1 else replica.algorithm(rungs, moves)
+        super().__init__(model, algorithm, seed, num_particles)
+        self.rungs = rungs
 
 
 def to_arviz(mcmc: pyro.infer.MCMC) -> az.InferenceData:
