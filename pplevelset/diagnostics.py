@@ -48,10 +48,19 @@ def _extreme(dataset, reduce) -> float:
 
 LOW_ACCEPTANCE = {"rwmh": 0.1, "nuts": 0.5}  # far below the targets 0.234 (rwmh) and 0.8 (nuts)
 HIGH_RHAT = 1.1
+# From this alpha on the advice is 4 rungs, not 2: on mnist-vae 1=0.46,7=0.46 at alpha 100 two rungs
+# left the whole population in one part of the level set in two of four runs, 3-4 rungs in none
+# (README, "Which kernel when"; benchmarks/population.md)
+HIGH_ALPHA = 50.0
 
 
 def run_warnings(
-    kernel: str, acceptance_rate: float, rhat_max: float | None, warmup: int | None, rungs: int = 1
+    kernel: str,
+    acceptance_rate: float,
+    rhat_max: float | None,
+    warmup: int | None,
+    rungs: int = 1,
+    alpha: float | None = None,
 ) -> list[str]:
     """What a careful reader of the diagnostics would point out, in plain sentences."""
     found = []
@@ -63,10 +72,16 @@ def run_warnings(
             "step sizes can adapt"
         )
     if rhat_max is not None and rhat_max > HIGH_RHAT:
+        advised = 4 if alpha is not None and alpha >= HIGH_ALPHA else 2
         if kernel != "ensemble":
-            advice = "use the ensemble kernel (--kernel ensemble --rungs 2), whose particles move between modes, or smc"
+            advice = (
+                f"use the ensemble kernel (--kernel ensemble --rungs {advised}), whose particles move between "
+                "modes, or smc"
+            )
         elif rungs == 1:
-            advice = "add replica exchange (--rungs 2), which frees particles stuck on small pieces"
+            advice = f"add replica exchange (--rungs {advised}), which frees particles stuck on small pieces"
+        elif rungs < advised:
+            advice = f"use {advised} rungs (--rungs {advised}): at alpha {alpha:g} two can leave whole pieces unvisited"
         else:
             advice = "add rungs (--rungs) or particles"
         found.append(

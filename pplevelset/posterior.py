@@ -171,6 +171,7 @@ class LevelSetPosterior:
                 out.get("rhat_max"),
                 self.settings.get("warmup"),
                 int(self.settings.get("rungs") or 1),
+                self.settings.get("alpha"),
             )
         out.update(self.stats)
         out["versions"] = _versions()

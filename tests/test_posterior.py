@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 
 import pplevelset as pls
 from pplevelset import metrics
-from pplevelset.diagnostics import burn_in_check
+from pplevelset.diagnostics import burn_in_check, run_warnings
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +138,19 @@ def test_summary_warns_about_chains_that_barely_move():
     assert any("acceptance" in text for text in warnings), warnings
     healthy = pls.sample("toy", "a=0.6", alpha=10, num_particles=200, warmup=200, steps=400, seed=0, progress=False)
     assert healthy.summary()["warnings"] == []
+
+
+def test_high_rhat_advice_follows_the_kernel_the_rungs_and_alpha():
+    """R-hat above 1.1: the advice names the next step for this run, with 4 rungs at high alpha."""
+
+    def advice(kernel, rungs=1, alpha=10.0):
+        (text,) = run_warnings(kernel, 0.3, 1.3, 500, rungs, alpha)
+        return text
+
+    assert "--kernel ensemble --rungs 2" in advice("rwmh")
+    assert "--kernel ensemble --rungs 4" in advice("rwmh", alpha=100.0)
+    assert "--rungs 2)" in advice("ensemble")
+    assert "--rungs 4)" in advice("ensemble", alpha=100.0)
+    assert "use 4 rungs" in advice("ensemble", rungs=2, alpha=100.0)
+    assert "add rungs" in advice("ensemble", rungs=2) and "add rungs" in advice("ensemble", rungs=4, alpha=100.0)
+    assert run_warnings("ensemble", 0.3, 1.05, 500, 2, 100.0) == []
