@@ -9,7 +9,7 @@ reuses them (PyTorch's CPU tuning guide gets there by preloading jemalloc or tcm
 
 Measured on 2 cores (``pls.sample("mnist-vae", "ambiguous", num_particles=1000, warmup=100,
 steps=100)``, fresh processes, interleaved): ``rwmh`` 13.6 and 11.9 s without it, 9.4 and 8.8 s
-with it; ``ensemble`` 19.7 and 14.2 s against 10.8 s. The price: the process keeps its peak heap
+with it; ``ensemble`` 19.7 and 14.2 s against 10.8 and 10.2 s. The price: the process keeps its peak heap
 until it exits instead of returning memory between calls.
 
 The command line turns it on; the Python API leaves the process alone unless asked
