@@ -1,7 +1,7 @@
 """Population MCMC against independent chains, per target: does each piece get its mass, and do the
 traces say so?
 
-    python benchmarks/population.py            # make bench-population: about 36 minutes on 2 cores
+    python benchmarks/population.py            # make bench-population: about 40 minutes on 2 cores
     python benchmarks/population.py --tiny     # smoke run, about a minute: the numbers mean nothing
 
 Every kernel runs with the library's defaults (N = 1,000 particles, 500 warm-up + 500 steps) in one
@@ -12,7 +12,8 @@ as the command line does (:func:`pplevelset.keep_freed_memory`):
   are 1-D integrals): piece masses from all recorded draws against exact; these runs take seconds,
   so each is repeated three times, the kernels interleaved, and timed by the median;
 - the shipped worlds: the mean prediction over all recorded draws against tempered SMC with four
-  times the particles, with a Monte Carlo standard error from each side's ESS.
+  times the particles (and ``SMC_MOVES`` MH moves per temperature), with a Monte Carlo standard
+  error from each side's ESS.
 
 ESS per second counts only where R-hat <= 1.05; elsewhere the kernel is "not converged" (its
 traces do not describe the posterior, so their ESS means nothing). Seconds per step include the
@@ -82,6 +83,10 @@ REAL = [
     ("houses", "house=0.95", 10.0),  # one piece? rwmh's R-hat says (the unimodal speed goal)
     ("houses-circles", "ambiguous", 10.0),
 ]
+# SMC's reference runs 4x the particles; at alpha 100 its default 10 MH moves per temperature leave it
+# biased (mnist-vae 1=0.46,7=0.46, 4,000 particles, seed 0: p_1 0.475 with 10 moves, 0.460 with 30,
+# 0.4526 with 100; 16,000 particles with 30 moves give 0.4526), so there it makes 100
+SMC_MOVES = {10.0: 10, 100.0: 100}
 SIZES = {
     "default": dict(
         num_particles=1000, warmup=500, steps=500, smc_factor=4, floor_repeats=7, floor_sizes=(1000, 4000), timings=3
@@ -173,7 +178,16 @@ def real_rows(sizes) -> list[dict]:
         world = pls.load_world(world_name)
         log(f"{world_name} {spec} alpha {alpha}: smc with {sizes['smc_factor']}x the particles")
         smc_particles = sizes["smc_factor"] * sizes["num_particles"]
-        smc = pls.sample(world, spec, alpha=alpha, num_particles=smc_particles, kernel="smc", seed=0, progress=False)
+        smc = pls.sample(
+            world,
+            spec,
+            alpha=alpha,
+            num_particles=smc_particles,
+            kernel="smc",
+            moves=SMC_MOVES[alpha],
+            seed=0,
+            progress=False,
+        )
         smc_mean, smc_error = mean_and_error(smc.traces["prediction_probs"].numpy())
         for kernel in KERNELS:
             log(f"{world_name} {spec} alpha {alpha}: {kernel}")
@@ -191,6 +205,7 @@ def real_rows(sizes) -> list[dict]:
                 smc_mean_prediction=smc_mean.tolist(),
                 smc_elapsed_s=smc.elapsed_s,
                 smc_particles=smc_particles,
+                smc_moves=SMC_MOVES[alpha],
                 top_classes=[str(world.classes[i]) for i in top],
                 max_abs_z_vs_smc=float(np.abs(z_scores).max()),
                 max_abs_diff_vs_smc=float(np.abs(mean - smc_mean).max()),

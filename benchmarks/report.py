@@ -365,8 +365,13 @@ def _population(results: dict) -> list[str]:
         targets.setdefault((row["target"], row.get("alpha")), []).append(row)
     lines += [
         "**Shipped worlds**: mean prediction over all recorded draws against tempered SMC with "
-        f"{sizes['smc_factor']}x the particles (z: the difference in Monte Carlo standard errors, from "
-        "each side's ESS; largest over classes).",
+        f"{sizes['smc_factor']}x the particles"
+        + (
+            " and " + ", ".join(f"{m} MH moves per temperature at alpha {_num(a)}" for a, m in moves.items())
+            if (moves := {r["alpha"]: r["smc_moves"] for r in results["real"] if "smc_moves" in r})
+            else ""
+        )
+        + " (z: the difference in Monte Carlo standard errors, from each side's ESS; largest over classes).",
         "",
     ]
     rows = []
