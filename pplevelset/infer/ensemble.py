@@ -369,8 +369,9 @@ def local_kernels(points: torch.Tensor, chol: torch.Tensor, bandwidth: torch.Ten
     cheap network the step's cost is the number of tensor operations, not their size (see
     benchmarks/population.md)."""
     groups, size, dim = points.shape
-    origin = points.double().mean(1, keepdim=True)
-    white = whiten(points, origin, chol)
+    x = points.double()
+    origin = x.mean(1, keepdim=True)
+    white = whiten(x, origin, chol)
     k = min(size, max(LOCAL_NEIGHBOURS, 2 * dim + 2))
     norms = white.square().sum(-1)
     distance = norms.unsqueeze(-1) + norms.unsqueeze(-2) - 2 * white @ white.transpose(1, 2)

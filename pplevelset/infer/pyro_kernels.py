@@ -148,10 +148,17 @@ class BatchedKernel(MCMCKernel):
         ``pyro.set_rng_seed`` controls it).
     :param int num_particles: run this many chains of a model that has no ``particles`` plate, by
         wrapping it in one (:func:`vectorize`); samples then have shape ``(N,) + site shape``.
+    :param int rungs: how many rungs ``algorithm`` splits the particles into, recording the first
+        (replica exchange; 1 otherwise).
     """
 
     def __init__(
-        self, model: Callable, algorithm: Algorithm, seed: int | None = None, num_particles: int | None = None
+        self,
+        model: Callable,
+        algorithm: Algorithm,
+        seed: int | None = None,
+        num_particles: int | None = None,
+        rungs: int = 1,
     ):
         if num_particles is not None and (
             isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 1
@@ -159,7 +166,7 @@ class BatchedKernel(MCMCKernel):
             raise UserInputError(f"num_particles must be a positive integer, got {num_particles!r}")
         self.model = model
         self.algorithm = algorithm
-        self.rungs = 1  # replica exchange (EnsembleKernel): the model's particles form this many rungs
+        self.rungs = rungs  # replica exchange: the model's particles form this many rungs, rung 0 recorded
         self.seed = seed
         self.num_particles = num_particles
         self._initial_params = None
@@ -324,8 +331,7 @@ class EnsembleKernel(BatchedKernel):
     ):
         replica.check_rungs(rungs)
         algorithm = ensemble.algorithm(moves) if rungs == 1 else replica.algorithm(rungs, moves)
-        super().__init__(model, algorithm, seed, num_particles)
-        self.rungs = rungs
+        super().__init__(model, algorithm, seed, num_particles, rungs)
 
 
 def to_arviz(mcmc: pyro.infer.MCMC) -> az.InferenceData:
