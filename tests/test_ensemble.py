@@ -374,7 +374,7 @@ def original_covariances(kernels) -> torch.Tensor:
 
 
 def test_each_kernel_takes_the_shape_of_its_nearest_neighbours():
-    """The membership-matrix moments against a direct computation: each kernel's covariance is that
+    """The gathered neighbourhoods against a direct computation: each kernel's covariance is that
     of its LOCAL_NEIGHBOURS nearest points (whitened metric) plus the ridge, LOCAL_RIDGE times the
     cloud's covariance."""
     generator = torch.Generator().manual_seed(0)
@@ -393,17 +393,17 @@ def test_each_kernel_takes_the_shape_of_its_nearest_neighbours():
         assert torch.allclose(covariance[i] / scale / scale[:, None], direct / scale / scale[:, None], atol=1e-5), i
         # log q's weights hold the whitened precision L^T Sigma^-1 L (float32: 5e-8 off, measured)
         whitened = chol[0].T @ torch.linalg.inv(direct) @ chol[0]
-        got = -2 * kernels.weights[0, : dim * dim, i].double().reshape(dim, dim)
+        got = -2 * ensemble.LN2 * kernels.weights[0, : dim * dim, i].double().reshape(dim, dim)
         assert torch.allclose(got, whitened, atol=1e-5 * float(whitened.abs().max())), i
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_logsumexp_matches_torch_over_a_wide_range_and_keeps_impossible_rows(dtype):
+def test_log2sumexp2_matches_torch_over_a_wide_range_and_keeps_impossible_rows(dtype):
     generator = torch.Generator().manual_seed(0)
     logits = (torch.randn(5, 300, generator=generator, dtype=torch.float64) * 400).to(dtype)
     logits[3] = -math.inf
-    expected = torch.logsumexp(logits.double(), -1)
-    got = ensemble._logsumexp_(logits.clone())
+    expected = torch.logsumexp(logits.double() * ensemble.LN2, -1) / ensemble.LN2
+    got = ensemble._log2sumexp2_(logits.clone())
     assert got.dtype == dtype
     assert torch.allclose(got[:3].double(), expected[:3]) and torch.allclose(got[4:].double(), expected[4:])
     assert got[3] == -math.inf
