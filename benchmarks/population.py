@@ -89,7 +89,7 @@ REAL = [
 SMC_MOVES = {10.0: 10, 100.0: 100}
 SIZES = {
     "default": dict(
-        num_particles=1000, warmup=500, steps=500, smc_factor=4, floor_repeats=7, floor_sizes=(1000, 4000), timings=3
+        num_particles=1000, warmup=500, steps=500, smc_factor=4, floor_repeats=15, floor_sizes=(1000, 4000), timings=3
     ),
     "tiny": dict(num_particles=40, warmup=10, steps=10, smc_factor=1, floor_repeats=1, floor_sizes=(40,), timings=1),
 }

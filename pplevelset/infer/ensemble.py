@@ -401,8 +401,9 @@ def _local_kde(
     Cholesky factor ``chol`` ``(G, D, D)``; bandwidth ``scale`` (1: each kernel as wide as its
     neighbourhood)."""
     groups, size, dim = points.shape
-    if size > KDE_MAX_CENTRES:  # a random subset per group, drawn independently of z: q stays fixed
-        subset = torch.rand((groups, size), generator=generator, device=z.device).argsort(-1)[:, :KDE_MAX_CENTRES]
+    if size > KDE_MAX_CENTRES:  # a random subset per group (the largest of iid uniforms), independent of z
+        uniforms = torch.rand((groups, size), generator=generator, device=z.device)
+        subset = uniforms.topk(KDE_MAX_CENTRES, -1, sorted=False).indices
         points = _gather(points, subset)
         size = KDE_MAX_CENTRES
     kernels = local_kernels(points, chol, scale)
