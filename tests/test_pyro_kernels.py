@@ -91,6 +91,8 @@ def test_ensemble_kernel_with_rungs_under_pyro_mcmc_finds_the_piece_masses():
     assert rhat <= 1.05, rhat
     swaps = mcmc.diagnostics()["swap acceptance"]["chain 0"]
     assert len(swaps) == 2 and all(0.2 < rate < 0.7 for rate in swaps), swaps
+    ladder = mcmc.diagnostics()["betas"]["chain 0"]
+    assert len(ladder) == 3 and ladder[0] == 1.0 and 1.0 > ladder[1] > ladder[2] > 0.0, ladder
     idata = pls.to_arviz(mcmc)
     assert idata.posterior["z"].shape == (300, 300, 2) and idata.sample_stats["lp"].shape == (300, 300)
 

@@ -179,6 +179,7 @@ class BatchedKernel(MCMCKernel):
         self._mean_accept_prob = 0.0
         self._stats: dict[str, list[torch.Tensor]] = {"lp": [], "acceptance_rate": [], "step_size": []}
         self._swaps: list[torch.Tensor] = []
+        self._betas: torch.Tensor | None = None  # replica exchange: the ladder, as warm-up left it
         model, self._singletons = self.model, {}
         if self.num_particles is not None:
             model, self._singletons = vectorize(self.model, self.num_particles, args, kwargs)
@@ -253,6 +254,7 @@ class BatchedKernel(MCMCKernel):
             swap_prob = getattr(info, "swap_prob", None)
             if swap_prob is not None:
                 self._swaps.append(swap_prob)
+                self._betas = info.betas
         self._mean_accept_prob += (float(info.acceptance_prob.mean()) - self._mean_accept_prob) / n
         return self._params(shown.z_unconstrained)
 
@@ -265,6 +267,7 @@ class BatchedKernel(MCMCKernel):
         found = {"acceptance rate": self._accepted / max(1, self._t - self._warmup_steps), "divergences": []}
         if self._swaps:  # replica exchange: per neighbouring rung pair, over the recorded steps
             found["swap acceptance"] = torch.stack(self._swaps).mean(0).tolist()
+            found["betas"] = self._betas.tolist() if self._betas is not None else []
         return found
 
 
@@ -309,7 +312,8 @@ class EnsembleKernel(BatchedKernel):
     :param int rungs: replica exchange (:mod:`pplevelset.infer.replica`): the N particles form
         ``rungs`` ensembles of ``N / rungs`` on a likelihood-temperature ladder, and the samples
         hold the ``N / rungs`` of the ``beta = 1`` rung (so a step costs what it costs without
-        rungs). ``mcmc.diagnostics()`` then adds each rung pair's swap acceptance.
+        rungs). ``mcmc.diagnostics()`` then adds each rung pair's swap acceptance and the ladder
+        ``betas`` warm-up left (``1`` first, then ever hotter rungs).
 
     Example::
 
