@@ -1,7 +1,7 @@
 """Population MCMC against independent chains, per target: does each piece get its mass, and do the
 traces say so?
 
-    python benchmarks/population.py            # make bench-population: about 38 minutes on 2 cores
+    python benchmarks/population.py            # make bench-population: about 41 minutes on 2 cores
     python benchmarks/population.py --tiny     # smoke run, about a minute: the numbers mean nothing
 
 Every kernel runs with the library's defaults (N = 1,000 particles, 500 warm-up + 500 steps) in one
