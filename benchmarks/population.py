@@ -89,9 +89,25 @@ REAL = [
 SMC_MOVES = {10.0: 10, 100.0: 100}
 SIZES = {
     "default": dict(
-        num_particles=1000, warmup=500, steps=500, smc_factor=4, floor_repeats=15, floor_sizes=(1000, 4000), timings=3
+        num_particles=1000,
+        warmup=500,
+        steps=500,
+        smc_factor=4,
+        floor_repeats=15,
+        floor_warmup=floor_module.WARMUP,
+        floor_sizes=(1000, 4000),
+        timings=3,
     ),
-    "tiny": dict(num_particles=40, warmup=10, steps=10, smc_factor=1, floor_repeats=1, floor_sizes=(40,), timings=1),
+    "tiny": dict(
+        num_particles=40,
+        warmup=10,
+        steps=10,
+        smc_factor=1,
+        floor_repeats=1,
+        floor_warmup=2,
+        floor_sizes=(40,),
+        timings=1,
+    ),
 }
 
 
@@ -224,7 +240,14 @@ def floor_rows(sizes) -> list[dict]:
             for kernel in KERNELS:
                 log(f"floor {world_name} N={num} {kernel}")
                 result = floor_module.measure_floor(
-                    world, target, 10.0, num, sizes["floor_repeats"], torch.device("cpu"), kernel=kernel
+                    world,
+                    target,
+                    10.0,
+                    num,
+                    sizes["floor_repeats"],
+                    torch.device("cpu"),
+                    kernel=kernel,
+                    warmup=sizes["floor_warmup"],
                 )
                 rows.append({"world": world_name, "kernel": kernel, "num_particles": num, **result})
     return rows

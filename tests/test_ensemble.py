@@ -20,6 +20,7 @@ import math
 
 import arviz as az
 import numpy as np
+import pyro
 import pytest
 import torch
 from exact_worlds import ALPHA, TARGET, BandWorld, ToyPieces, pieces_5d, three_pieces_2d, two_pieces_2d, wide_scales_4d
@@ -114,10 +115,10 @@ def moved_exact_draws(world, moves, num=4000, steps=10, seed=0, beta=1.0):
     z = world.exact_samples(num, generator, beta=beta)
     density = band_density(world, num)
     with torch.no_grad():
-        state = ensemble.init(z, density)
+        state = ensemble.init(z, density, moves=moves)
         accepted = 0.0
         for _ in range(steps):
-            state, info = ensemble.step(generator, state, density, moves=moves, beta=beta)
+            state, info = ensemble.step(generator, state, density, beta=beta)
             accepted += float(info.is_accepted.float().mean()) / steps
     return state.z_unconstrained, accepted
 
@@ -151,6 +152,41 @@ def test_invariance_check_catches_a_kde_move_without_its_q_ratio(monkeypatch):
     monkeypatch.setattr(ensemble, "_kde_log_q", lambda x, kernels: x.new_zeros(x.shape[:2]))
     z, _ = moved_exact_draws(world, SINGLE_MOVES["kde"])
     assert np.max(np.abs(iid_z_scores(world, z))) > Z_LIMIT
+
+
+def test_invariance_check_catches_a_student_move_without_its_q_ratio(monkeypatch):
+    world = two_pieces_2d()
+    student = ensemble._student
+
+    def without_ratio(generator, z, points, chol, scale):
+        proposal, ratio = student(generator, z, points, chol, scale)
+        return proposal, torch.zeros_like(ratio)
+
+    monkeypatch.setattr(ensemble, "_student", without_ratio)
+    z, _ = moved_exact_draws(world, SINGLE_MOVES["student"])
+    assert np.max(np.abs(iid_z_scores(world, z))) > Z_LIMIT
+
+
+def test_student_q_ratio_is_the_multivariate_t_of_the_complement():
+    """``log q(z) - log q(z')`` against Pyro's MultivariateStudentT with the complement's mean and
+    covariance times scale^2, for a cloud whose scales span 0.01 to 100."""
+    generator = torch.Generator().manual_seed(0)
+    scales = torch.tensor([0.01, 1.0, 100.0], dtype=torch.float64)
+    mixing = torch.tensor([[1.0, 0.0, 0.0], [0.5, 1.0, 0.0], [0.2, -0.3, 1.0]], dtype=torch.float64)
+    complement = (torch.randn(2, 40, 3, generator=generator, dtype=torch.float64) @ mixing.T) * scales + 5.0
+    z = torch.randn(2, 30, 3, generator=generator, dtype=torch.float64) * scales
+    chol = ensemble.cloud_factor(complement)
+    scale = torch.tensor(1.5, dtype=torch.float64)
+    proposal, ratio = ensemble._student(generator, z, complement, chol, scale)
+    covariance = torch.stack([torch.cov(group.T) for group in complement])
+    q = pyro.distributions.MultivariateStudentT(
+        torch.tensor(float(ensemble.STUDENT_DF), dtype=torch.float64),
+        complement.mean(1, keepdim=True),
+        1.5 * torch.linalg.cholesky(covariance).unsqueeze(1),
+    )
+    expected = q.log_prob(z) - q.log_prob(proposal)
+    torch.testing.assert_close(ratio, expected, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(ratio, torch.zeros_like(ratio))
 
 
 def test_invariance_check_catches_an_asymmetric_walk(monkeypatch):
@@ -240,14 +276,14 @@ def test_scales_adapt_in_warmup_toward_the_targets_and_stay_fixed_after():
         for _ in range(200):
             state, info = algorithm.step(generator, state, density)
             adapt, state = algorithm.adaptation.update(adapt, state, info)
-        frozen = state.scales.clone()
+        frozen, frozen_weights = state.scales.clone(), state.weights.clone()
         totals = (0, 0)
         for _ in range(50):
             state, info = algorithm.step(generator, state, density)
             step_sum, step_count = ensemble.acceptance_counts(info)
             totals = (totals[0] + step_sum, totals[1] + step_count)
-    assert torch.equal(state.scales, frozen)
-    assert frozen[ensemble.HOP] == 1 and frozen[ensemble.KDE] == 1  # not adapted by design
+    assert torch.equal(state.scales, frozen) and torch.equal(state.weights, frozen_weights)
+    assert frozen[ensemble.HOP] == 1 and frozen[ensemble.KDE] == 1 and frozen[ensemble.STUDENT] == 1  # by design
     rates = ensemble.move_acceptance(totals)
     assert set(rates) == set(ensemble.MOVE_NAMES)
     assert 0.15 < rates["de"] < 0.35 and 0.15 < rates["walk"] < 0.35, rates
@@ -258,10 +294,10 @@ def test_move_acceptance_from_infos_and_from_counts_agree():
     density = band_density(world, 100)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        state = ensemble.init(world.exact_samples(100, generator), density)
+        state = ensemble.init(world.exact_samples(100, generator), density, moves=ensemble.Moves(de=1, walk=1))
         infos = []
         for _ in range(5):
-            state, info = ensemble.step(generator, state, density, moves=ensemble.Moves(de=1, walk=1))
+            state, info = ensemble.step(generator, state, density)
             infos.append(info)
     from_infos = ensemble.move_acceptance(infos)
     sums = [ensemble.acceptance_counts(info) for info in infos]
@@ -336,10 +372,45 @@ def test_degenerate_cloud_still_factorises():
     assert torch.isfinite(new_state.z_unconstrained).all()
 
 
-def test_default_moves_lean_on_kde_in_low_dimension():
+def test_default_moves_lean_on_the_independence_moves_in_low_dimension():
     low, high = ensemble.default_moves(5), ensemble.default_moves(50)
-    assert low.kde >= 0.5 and 0 < high.kde < low.kde
-    assert all(weight > 0 for weight in low + high)
+    assert low.kde + low.student >= 0.5 and 0 < high.kde < low.kde + low.student
+    assert all(weight > 0 for weight in low) and high.student == 0
+
+
+def test_the_independence_share_goes_to_the_move_accepted_more():
+    """KDE accepted 0.3, Student-t 0.03 (as on mnist-vae): 10/11 of their 0.6 to the KDE; nothing moves
+    before both have been used, and the other weights never do."""
+    state = ensemble.EnsembleState(*(torch.zeros(1) for _ in range(5)), torch.tensor(ensemble.default_moves(2)))
+    rates = torch.tensor([0.2, 0.0, 0.2, 0.3, 0.03])
+    adapt = ensemble.AdaptState(10, torch.zeros(5), torch.tensor([4.0, 2.0, 1.0, 5.0, 6.0]), rates)
+    weights = ensemble.split_independence(state, adapt).weights
+    torch.testing.assert_close(weights, torch.tensor([0.2, 0.1, 0.1, 0.6 * 10 / 11, 0.6 / 11]))
+    unused = adapt._replace(uses=torch.tensor([4.0, 2.0, 1.0, 5.0, 0.0]))
+    assert torch.equal(ensemble.split_independence(state, unused).weights, state.weights)
+
+
+def test_warmup_splits_the_default_weights_and_keeps_given_ones():
+    """Through ``pls.sample``: the default KDE/Student-t split is adapted in warm-up and reported
+    (summary ``move_weights``); weights given to the algorithm stay as given."""
+    post = pls.sample("toy", "a=0.8", kernel="ensemble", num_particles=200, warmup=60, steps=10, seed=0, progress=False)
+    weights = post.stats["move_weights"]
+    assert list(weights) == list(ensemble.MOVE_NAMES) and math.isclose(sum(weights.values()), 1.0, rel_tol=1e-6)
+    assert math.isclose(weights["kde"] + weights["student"], 0.6, rel_tol=1e-5)
+    assert weights["kde"] != pytest.approx(0.3) and weights["student"] > 0.1  # adapted, and the t fits the toy
+    world = two_pieces_2d()
+    density = band_density(world, 200)
+    given = ensemble.Moves(de=0.5, kde=0.25, student=0.25)
+    generator = torch.Generator().manual_seed(0)
+    for moves, adapted in ((given, False), (None, True)):
+        algorithm = ensemble.algorithm(moves)
+        with torch.no_grad():
+            state = algorithm.init(initial_positions(density, generator), density)
+            start, adapt = state.weights.clone(), algorithm.adaptation.init(state)
+            for _ in range(40):
+                state, info = algorithm.step(generator, state, density)
+                adapt, state = algorithm.adaptation.update(adapt, state, info)
+        assert torch.equal(state.weights, start) != adapted
 
 
 def test_kde_log_density_is_chunked_without_changing_it(monkeypatch):
@@ -414,17 +485,17 @@ def test_one_move_type_per_half_drawn_with_the_given_weights():
     share matches its weight within 4.5 binomial standard errors."""
     world = two_pieces_2d()
     density = band_density(world, 40)
-    weights = ensemble.Moves(de=0.5, hop=0.1, walk=0.0, kde=0.4)
+    weights = ensemble.Moves(de=0.5, hop=0.1, walk=0.0, kde=0.3, student=0.1)
     generator = torch.Generator().manual_seed(0)
     kinds = []
     with torch.no_grad():
-        state = ensemble.init(world.exact_samples(40, generator), density)
+        state = ensemble.init(world.exact_samples(40, generator), density, moves=weights)
         for _ in range(400):
-            state, info = ensemble.step(generator, state, density, moves=weights)
+            state, info = ensemble.step(generator, state, density)
             for half in (info.move[:20], info.move[20:]):
                 assert (half == half[0]).all()
                 kinds.append(int(half[0]))
-    share = np.bincount(kinds, minlength=4) / len(kinds)
+    share = np.bincount(kinds, minlength=len(weights)) / len(kinds)
     expected = np.array(weights) / sum(weights)
     assert np.all(np.abs(share - expected) <= 4.5 * np.sqrt(expected * (1 - expected) / len(kinds))), share
     assert share[ensemble.WALK] == 0

@@ -48,12 +48,11 @@ def moved_exact_rungs(world, num=3000, steps=8, seed=0, ladder=LADDER):
     generator = torch.Generator().manual_seed(seed)
     z = torch.cat([world.exact_samples(num, generator, beta=beta) for beta in ladder])
     density = band_density(world, num * len(ladder))
-    moves = ensemble.default_moves(world.latent_dim)
     with torch.no_grad():
         state = replica.TemperedState(ensemble.init(z, density), gaps_of(ladder))
         swapped = 0.0
         for _ in range(steps):
-            state, info = replica.step(generator, state, density, moves=moves)
+            state, info = replica.step(generator, state, density)
             swapped += float(info.swap_prob.mean()) / steps
     return state.ensemble.z_unconstrained.reshape(len(ladder), num, -1), swapped
 
@@ -93,7 +92,8 @@ def test_swap_exchanges_whole_states_with_the_metropolis_probability():
         torch.tensor([-1.0, -2.0, -3.0, -4.0]),
         torch.tensor([5.0, 1.0, 0.0, 9.0]),
         torch.tensor([[0.1, 0.9], [0.2, 0.8], [0.3, 0.7], [0.4, 0.6]]),
-        torch.ones(4),
+        torch.ones(len(ensemble.MOVE_NAMES)),
+        torch.tensor(ensemble.default_moves(1)),
     )
     beta = torch.tensor([1.0, 0.5])
     counts = torch.zeros(4, 4)

@@ -203,7 +203,13 @@ def _run_kernel(batch: RunConfig, density: ParticleDensity, generator: torch.Gen
     return run_mcmc(algorithm, density, generator, z, batch.warmup, batch.steps, batch.thin, batch.progress)
 
 
-SHARED_STATS = ("num_invalid_proposals", "move_acceptance", "swap_acceptance", "betas")  # the batch's, not a target's
+SHARED_STATS = (
+    "num_invalid_proposals",
+    "move_acceptance",
+    "move_weights",
+    "swap_acceptance",
+    "betas",
+)  # the batch's, not a target's
 
 
 def split_draws(draws: Draws, index: int, groups: int, config: RunConfig) -> Draws:

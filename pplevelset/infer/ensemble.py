@@ -26,10 +26,15 @@ valid kernels, as in emcee):
   or curved piece (emcee's ``KDEMove`` uses one global covariance; on mnist-vae its acceptance was
   0.09 against 0.30-0.36 here, see BENCHMARKS.md), ``h = scale`` (1), accepted with
   ``pi(z') q(z) / (pi(z) q(z'))``.
+- ``student``: independence proposal from one multivariate Student-t with the complement's mean and
+  covariance: a few tensor operations where the KDE takes dozens, so on a world whose network is
+  cheap it buys near-independent draws of a piece that a Gaussian fits for little more than a walk.
 
 All symmetric moves use the plain density ratio. Each move type has one scale in
-``EnsembleState.scales``; :func:`adaptation` tunes them (Robbins-Monro on the log scale)
-during warm-up only, after which they are frozen and the chain is valid MCMC.
+``EnsembleState.scales`` and one weight in ``EnsembleState.weights``; :func:`adaptation` tunes the
+scales (Robbins-Monro on the log scale) and, for the default weights, splits the independence
+moves' share between ``kde`` and ``student`` by their acceptance, during warm-up only, after which
+both are frozen and the chain is valid MCMC.
 
 Written in BlackJAX's shape, like :mod:`~pplevelset.infer.rwmh`: :func:`init` and :func:`step` are
 pure functions over NamedTuples, batched over the particle dimension, and a ``torch.Generator`` is
@@ -44,7 +49,6 @@ Evolution, Stat. Comput. 16; Foreman-Mackey et al. (2013), emcee, PASP 125; Farr
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
@@ -56,20 +60,21 @@ from pplevelset.infer.mcmc import Adaptation, Algorithm
 from pplevelset.infer.tempering import tempered
 from pplevelset.model import Density
 
-MOVE_NAMES = ("de", "hop", "walk", "kde")
-DE, HOP, WALK, KDE = range(len(MOVE_NAMES))
+MOVE_NAMES = ("de", "hop", "walk", "kde", "student")
+DE, HOP, WALK, KDE, STUDENT = range(len(MOVE_NAMES))
 # Acceptance the warm-up steers each move's scale toward; NaN leaves the scale fixed. 0.234 for the
 # random-walk-like moves (Roberts et al. 1997); the hop's gamma stays 1 (its point is the exact
 # translation between pieces); the KDE bandwidth stays fixed (with the earlier global-covariance KDE,
 # Robbins-Monro toward 0.5 drove the bandwidth to 0 and the acceptance with it, because q(z) at the
 # current point collapses; for this local KDE, bandwidth 0.7 gave R-hat 1.13 against 1.10 at 1 on
-# mnist-vae).
-TARGET_ACCEPT = (0.234, math.nan, 0.234, math.nan)
+# mnist-vae); the Student-t proposal keeps its fitted shape (its scale multiplies the cloud's factor).
+TARGET_ACCEPT = (0.234, math.nan, 0.234, math.nan, math.nan)
 DE_NOISE = 1e-4  # additive DE noise, relative to the complement's per-coordinate sd (irreducibility)
 KDE_MAX_DIM = 10  # above this a KDE of a few hundred points is accepted < 10% of the time (measured)
 KDE_PAIRS = 2**20  # (query, centre) pairs per chunk of the KDE log density: bounded memory
 LOCAL_NEIGHBOURS = 20  # neighbours that shape each KDE kernel (at least 2 D + 2)
 LOCAL_RIDGE = 1e-4  # added to each kernel's covariance, times the cloud's covariance
+STUDENT_DF = 5  # degrees of freedom: tails heavier than a near-Gaussian piece's, so none sticks there
 KDE_MAX_CENTRES = 256  # larger complements use a random subset (fixed within the half update): cost O(N)
 LN2 = math.log(2.0)  # log q's mixture is summed in base 2 (exp2 runs about 3x faster than exp on a CPU)
 
@@ -81,29 +86,36 @@ class Moves(NamedTuple):
     hop: float = 0.0
     walk: float = 0.0
     kde: float = 0.0
+    student: float = 0.0
+
+    def check(self) -> Moves:
+        if min(self) < 0 or sum(self) <= 0:
+            raise UserInputError(f"move weights must be non-negative with a positive sum, got {self}")
+        return self
 
 
 def default_moves(dim: int) -> Moves:
     """Weights for a ``dim``-dimensional latent, from runs on tests/exact_worlds.py (two slabs,
     N = 1000, 500 + 500 steps unless noted), measured with the earlier global-covariance KDE; with
     the local KDE, weight 0.8 instead of 0.6 changed nothing on mnist-vae (R-hat 1.093 vs 1.098).
-    The KDE move is the one that jumps between pieces:
+    The independence moves (KDE, Student-t) are the ones that jump between pieces:
 
     - 4-D / 5-D at N = 600, 300 + 300: R-hat 1.07-1.10 with KDE weight 0.3, 1.04-1.06 with 0.6,
       1.03-1.05 with 0.8; without KDE (5-D) 1.9 with no hop, 1.2-1.4 with hop 0.2-0.4.
     - 10-D: KDE acceptance 0.09, R-hat 1.08 with KDE 0.6, 1.12 with 0.3, 1.38 with none.
     - 20-D: KDE acceptance 0.015, hop 0.003; R-hat 1.41 with KDE 0.6, 1.88 with none.
 
-    So KDE carries most weight up to ``KDE_MAX_DIM`` and keeps some above it (its cost is linear in
-    N); 40% local moves (DE, walk) stay for robustness where a KDE of the population fits badly.
-    The hop's share is small: it matters only without KDE, and its acceptance falls fastest with D.
+    So the independence moves carry most weight up to ``KDE_MAX_DIM`` and keep some above it (the
+    KDE's cost is linear in N); 40% local moves (DE, walk) stay for robustness where neither fits the
+    population. The hop's share is small: it matters only without KDE, and its acceptance falls
+    fastest with D. The independence share starts split evenly between KDE and Student-t; the
+    warm-up moves it toward the one accepted more (:func:`adaptation`): the Student-t is accepted
+    0.7-0.8 on the toy world and 0.03 on mnist-vae, where the KDE is accepted 0.3. Above
+    ``KDE_MAX_DIM`` the Student-t is left out: it was not measured there.
     """
     if dim <= KDE_MAX_DIM:
-        return Moves(de=0.2, hop=0.1, walk=0.1, kde=0.6)
+        return Moves(de=0.2, hop=0.1, walk=0.1, kde=0.3, student=0.3)
     return Moves(de=0.4, hop=0.1, walk=0.2, kde=0.3)
-
-
-DEFAULT_MOVES = default_moves(2)
 
 
 class EnsembleState(NamedTuple):
@@ -114,6 +126,7 @@ class EnsembleState(NamedTuple):
     log_likelihood: torch.Tensor  # (N,)
     predictions: torch.Tensor  # (N, L)
     scales: torch.Tensor  # (K,) one per entry of MOVE_NAMES
+    weights: torch.Tensor  # (K,) each move type's probability per half update (normalised when drawn)
 
 
 class EnsembleInfo(NamedTuple):
@@ -129,12 +142,13 @@ class EnsembleInfo(NamedTuple):
 
 
 class AdaptState(NamedTuple):
-    """Robbins-Monro state: the step count, the acceptance each move's scale is steered toward, and
-    how many half updates have used each move (its own gain schedule)."""
+    """Robbins-Monro state: the step count, the acceptance each move's scale is steered toward, how
+    many half updates have used each move (its own gain schedule) and its running acceptance."""
 
     iteration: int
     targets: torch.Tensor  # (K,) NaN = not adapted
     uses: torch.Tensor  # (K,)
+    acceptance: torch.Tensor  # (K,) each move's acceptance, averaged with the same gains
 
 
 def check_size(num_particles: int) -> None:
@@ -144,20 +158,27 @@ def check_size(num_particles: int) -> None:
 
 
 def init(
-    z_unconstrained: torch.Tensor, log_density_fn: Callable[[torch.Tensor], Density], scales: torch.Tensor | None = None
+    z_unconstrained: torch.Tensor,
+    log_density_fn: Callable[[torch.Tensor], Density],
+    scales: torch.Tensor | None = None,
+    moves: Moves | None = None,
 ) -> EnsembleState:
     """The state at ``z_unconstrained`` (``(N, D)``), scored in one batched call; scales start at 1
-    (the textbook constants above) unless given."""
+    (the textbook constants above) unless given, the move weights at ``moves`` (default:
+    :func:`default_moves` of the latent dimension)."""
     check_size(z_unconstrained.shape[0])
+    moves = (moves if moves is not None else default_moves(z_unconstrained.shape[1])).check()
     density = log_density_fn(z_unconstrained)
+    dtype, device = z_unconstrained.dtype, z_unconstrained.device
     if scales is None:
-        scales = torch.ones(len(MOVE_NAMES), dtype=z_unconstrained.dtype, device=z_unconstrained.device)
+        scales = torch.ones(len(MOVE_NAMES))
     return EnsembleState(
         z_unconstrained,
         density.log_prior,
         density.log_likelihood,
         density.predictions,
-        torch.as_tensor(scales, dtype=z_unconstrained.dtype, device=z_unconstrained.device),
+        torch.as_tensor(scales, dtype=dtype, device=device),
+        torch.tensor(moves, dtype=dtype, device=device),
     )
 
 
@@ -167,11 +188,11 @@ def step(
     log_density_fn: Callable[[torch.Tensor], Density],
     *,
     beta: float | torch.Tensor = 1.0,
-    moves: Moves = DEFAULT_MOVES,
     groups: int = 1,
 ) -> tuple[EnsembleState, EnsembleInfo]:
     """One red/blue step against ``p(z) p(target | z)^beta``: the first half moves given the second,
-    then the second given the first's new positions. Two density calls of about N/2 rows each.
+    then the second given the first's new positions, each with a move type drawn from
+    ``state.weights``. Two density calls of about N/2 rows each.
 
     :param beta: likelihood temperature, a number or a per-particle ``(N,)`` tensor.
     :param groups: the particles form ``groups`` contiguous groups of equal size, each sampling its
@@ -180,8 +201,6 @@ def step(
         only, so each group is an ensemble of its own; all groups still share the two density calls.
     """
     num = state.z_unconstrained.shape[0]
-    if min(moves) < 0 or sum(moves) <= 0:
-        raise UserInputError(f"move weights must be non-negative with a positive sum, got {moves}")
     first: slice | torch.Tensor
     second: slice | torch.Tensor
     if groups == 1:
@@ -189,8 +208,8 @@ def step(
         first, second = slice(0, num // 2), slice(num // 2, num)
     else:
         first, second = group_halves(num, groups, state.z_unconstrained.device)
-    state, info_first = _update_half(generator, state, first, second, log_density_fn, beta, moves)
-    state, info_second = _update_half(generator, state, second, first, log_density_fn, beta, moves)
+    state, info_first = _update_half(generator, state, first, second, log_density_fn, beta)
+    state, info_second = _update_half(generator, state, second, first, log_density_fn, beta)
     info = EnsembleInfo(*(torch.cat(pair) for pair in zip(info_first[:4], info_second[:4])))
     if isinstance(first, slice) or isinstance(second, slice):
         return state, info
@@ -219,14 +238,13 @@ def _update_half(
     other: slice | torch.Tensor,
     log_density_fn,
     beta,
-    moves: Moves,
 ) -> tuple[EnsembleState, EnsembleInfo]:
     """MH update of the particles in ``active`` with proposals built from those in ``other``: two
     slices (one group), or per group ``(G, a)`` and ``(G, m)`` index tensors (each group's own
     complement). One move type is drawn for the whole half, as emcee does: being independent of
     the state it is as valid as a type per particle, and the half update then runs that one move's
     few tensor operations instead of all four (the step's cost on a cheap network)."""
-    kind = _draw_move(generator, moves)
+    kind = _draw_move(generator, state.weights)
     rows = active if isinstance(active, slice) else active.reshape(-1)
     z = state.z_unconstrained[active]
     complement = state.z_unconstrained[other]
@@ -259,18 +277,19 @@ def _update_half(
         merged(state.log_likelihood, density.log_likelihood),
         merged(state.predictions, density.predictions),
         state.scales,
+        state.weights,
     )
     move = torch.full((count,), kind, dtype=torch.long, device=z.device)
     return new_state, EnsembleInfo(acceptance_prob, is_accepted, is_invalid, move)
 
 
-def _draw_move(generator: torch.Generator, weights: Moves) -> int:
-    """A move type with probability proportional to ``weights``, from one uniform of ``generator``."""
-    u = float(torch.rand((), generator=generator, device=generator.device)) * sum(weights)
-    for kind, bound in enumerate(itertools.accumulate(weights)):
-        if u < bound:
-            return kind
-    return max(kind for kind, weight in enumerate(weights) if weight > 0)  # u rounded up to the sum
+def _draw_move(generator: torch.Generator, weights: torch.Tensor) -> int:
+    """A move type with probability proportional to ``weights`` ``(K,)``, from one uniform of
+    ``generator``; one number read back to the host."""
+    bounds = weights.cumsum(0)
+    u = torch.rand((), generator=generator, device=weights.device, dtype=weights.dtype) * bounds[-1]
+    last = (weights > 0).cumsum(0).argmax()  # the last positive weight: where u rounded up to the sum goes
+    return int(torch.minimum((bounds <= u).sum(), last))
 
 
 def _propose(
@@ -286,7 +305,28 @@ def _propose(
     if kind == WALK:
         step_size = scales[WALK] * 2.38 / math.sqrt(dim)
         return z + step_size * _gaussian(generator, z, chol), z.new_zeros(groups, count)
+    if kind == STUDENT:
+        return _student(generator, z, complement, chol, scales[STUDENT])
     return _local_kde(generator, z, complement, chol, scales[KDE])
+
+
+def _student(
+    generator, z: torch.Tensor, points: torch.Tensor, chol: torch.Tensor, scale: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """An independence proposal per group from a multivariate Student-t (``STUDENT_DF`` degrees of
+    freedom) with the complement's mean and covariance times ``scale**2``, and ``log q(z) - log q(z')``.
+    One kernel where the KDE has hundreds: a few tensor operations, so on a piece that a Gaussian fits
+    it makes near-independent draws at little more than a walk's cost; its heavy tails keep ``q`` above
+    the posterior away from the centre, where a Gaussian's would let particles stick."""
+    groups, count, dim = z.shape
+    origin = points.double().mean(1, keepdim=True)
+    factor = chol * scale.double()
+    normals = torch.randn((groups, count, dim + STUDENT_DF), generator=generator, device=z.device, dtype=torch.float64)
+    chi2 = normals[..., dim:].square().sum(-1, keepdim=True)  # chi-square with STUDENT_DF degrees of freedom
+    proposal = origin + (normals[..., :dim] * (STUDENT_DF / chi2).sqrt()) @ factor.transpose(1, 2)
+    white = whiten(torch.cat([z, proposal.to(z.dtype)], 1), origin, factor)
+    log_q = -0.5 * (STUDENT_DF + dim) * torch.log1p(white.square().sum(-1) / STUDENT_DF)
+    return proposal.to(z.dtype), (log_q[:, :count] - log_q[:, count:]).to(z.dtype)
 
 
 def _differential(generator, z: torch.Tensor, complement: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
@@ -446,16 +486,19 @@ def _log2sumexp2_(logits: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isfinite(top.squeeze(-1)), total, top.squeeze(-1))  # all -inf (or NaN) stays so
 
 
-def adaptation(targets: tuple[float, ...] = TARGET_ACCEPT) -> Adaptation:
+def adaptation(targets: tuple[float, ...] = TARGET_ACCEPT, split: bool = True) -> Adaptation:
     """Robbins-Monro on each move's log scale, ``log s_k += (n_k + 1)^-0.6 (a_k - target_k)``, with
     ``a_k`` the mean acceptance probability of the particles that used move k this step and ``n_k``
     the half updates that used it so far (a move drawn rarely still gets its full schedule); moves
-    with a NaN target, or unused this step, keep their scale. The driver applies it during warm-up
-    only: afterwards the scales are frozen and the chain is valid MCMC."""
+    with a NaN target, or unused this step, keep their scale. With ``split``, the KDE and Student-t
+    weights keep their sum and share it in proportion to each one's running acceptance (the same
+    gains): both are independence proposals, whose acceptance is the share of fresh draws they make,
+    so the population gets them from the one that fits it better. The driver applies it during
+    warm-up only: afterwards scales and weights are frozen and the chain is valid MCMC."""
 
     def init(state: EnsembleState) -> AdaptState:
         goal = torch.tensor(targets, dtype=state.scales.dtype, device=state.scales.device)
-        return AdaptState(0, goal, torch.zeros_like(goal))
+        return AdaptState(0, goal, torch.zeros_like(goal), torch.zeros_like(goal))
 
     def update(adapt: AdaptState, state: EnsembleState, info: EnsembleInfo) -> tuple[AdaptState, EnsembleState]:
         accept_sum, count = acceptance_counts(info)
@@ -464,30 +507,40 @@ def adaptation(targets: tuple[float, ...] = TARGET_ACCEPT) -> Adaptation:
         active = used & torch.isfinite(adapt.targets)
         gain = (adapt.uses + 1) ** -0.6
         change = torch.where(active, gain * (mean - torch.nan_to_num(adapt.targets)), torch.zeros_like(mean))
-        adapt = AdaptState(adapt.iteration + 1, adapt.targets, adapt.uses + used.to(adapt.uses.dtype))
-        return adapt, state._replace(scales=state.scales * change.exp())
+        acceptance = torch.where(used, adapt.acceptance + gain * (mean - adapt.acceptance), adapt.acceptance)
+        adapt = AdaptState(adapt.iteration + 1, adapt.targets, adapt.uses + used.to(adapt.uses.dtype), acceptance)
+        state = state._replace(scales=state.scales * change.exp())
+        return adapt, (split_independence(state, adapt) if split else state)
 
     return Adaptation(init, update)
 
 
+def split_independence(state: EnsembleState, adapt: AdaptState) -> EnsembleState:
+    """``state`` with the KDE and Student-t weights' sum shared in proportion to their running
+    acceptance, once both have been used and one accepted something."""
+    pair = [KDE, STUDENT]
+    rates = adapt.acceptance[pair]
+    ready = (adapt.uses[pair] > 0).all() & (rates.sum() > 0)
+    shared = state.weights[pair].sum() * rates / rates.sum().clamp_min(torch.finfo(rates.dtype).tiny)
+    weights = state.weights.clone()
+    weights[pair] = torch.where(ready, shared, state.weights[pair])
+    return state._replace(weights=weights)
+
+
 def algorithm(moves: Moves | None = None, targets: tuple[float, ...] = TARGET_ACCEPT, groups: int = 1) -> Algorithm:
     """The ensemble kernel for :func:`pplevelset.infer.mcmc.run_mcmc`; ``moves`` defaults to
-    :func:`default_moves` of the latent dimension. Its recorded ``step_size`` is the DE scale.
+    :func:`default_moves` of the latent dimension, whose KDE/Student-t split the warm-up adapts
+    (given weights stay as they are). Its recorded ``step_size`` is the DE scale.
     ``groups``: contiguous groups of particles that each sample their own posterior (see :func:`step`);
-    the move scales are shared by all groups (tuned in warm-up on their pooled acceptance)."""
+    the move scales and weights are shared by all groups (tuned in warm-up on their pooled acceptance)."""
 
     def start(z_unconstrained: torch.Tensor, density) -> EnsembleState:
-        return init(z_unconstrained, density)
+        return init(z_unconstrained, density, moves=moves)
 
     def advance(generator: torch.Generator, state: EnsembleState, density) -> tuple[EnsembleState, EnsembleInfo]:
-        return step(generator, state, density, moves=moves_for(state, moves), groups=groups)
+        return step(generator, state, density, groups=groups)
 
-    return Algorithm(start, advance, adaptation(targets), recorded_scale, MOVE_NAMES)
-
-
-def moves_for(state: EnsembleState, moves: Moves | None) -> Moves:
-    """``moves``, or :func:`default_moves` of the state's latent dimension."""
-    return moves if moves is not None else default_moves(state.z_unconstrained.shape[1])
+    return Algorithm(start, advance, adaptation(targets, split=moves is None), recorded_scale, MOVE_NAMES)
 
 
 def recorded_scale(state: EnsembleState) -> torch.Tensor:

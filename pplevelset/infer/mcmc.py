@@ -289,6 +289,10 @@ class TraceCollector:
                 name: (rate if count else None)
                 for name, rate, count in zip(self.move_names, rates, self.move_counts.tolist())
             }
+            weights = getattr(state, "weights", None)  # the ensemble's, as frozen after warm-up
+            if weights is not None:
+                weights = (weights / weights.sum()).tolist()
+                stats["move_weights"] = dict(zip(self.move_names, weights))
         if self.swap_accepted is not None:
             stats["swap_acceptance"] = (self.swap_accepted / max(1, self.steps)).tolist()
             stats["betas"] = self.betas.tolist() if self.betas is not None else None

@@ -110,6 +110,7 @@ def swap(
         state.log_likelihood[order],
         state.predictions[order] if state.predictions.shape[-1] else state.predictions,
         state.scales,
+        state.weights,
     )
     return swapped, swap_prob
 
@@ -119,7 +120,6 @@ def step(
     state: TemperedState,
     log_density_fn,
     *,
-    moves: ensemble.Moves,
     groups: int = 1,
 ) -> tuple[TemperedState, TemperedInfo]:
     """One ensemble step in every rung (one pair of batched density calls for all), then the even
@@ -128,25 +128,24 @@ def step(
     rungs = ladder.numel()
     per_rung = state.ensemble.z_unconstrained.shape[0] // rungs
     particle_beta = ladder.repeat_interleave(per_rung).to(state.ensemble.log_likelihood.dtype)
-    moved, info = ensemble.step(
-        generator, state.ensemble, log_density_fn, beta=particle_beta, moves=moves, groups=groups * rungs
-    )
+    moved, info = ensemble.step(generator, state.ensemble, log_density_fn, beta=particle_beta, groups=groups * rungs)
     moved, even = swap(generator, moved, ladder, groups, 0)
     moved, odd = swap(generator, moved, ladder, groups, 1)
     return TemperedState(moved, state.log_gaps), TemperedInfo(info, torch.where(torch.isnan(even), odd, even))
 
 
-def adaptation(swap_target: float = SWAP_TARGET) -> Adaptation:
-    """The ensemble's move-scale adaptation (on all rungs' pooled acceptance) and the ladder's:
+def adaptation(swap_target: float = SWAP_TARGET, split: bool = True) -> Adaptation:
+    """The ensemble's adaptation of move scales and weights (on all rungs' pooled acceptance; see
+    :func:`pplevelset.infer.ensemble.adaptation` for ``split``) and the ladder's:
     ``gap_k += (t + 1)^-0.6 (a_k - swap_target)``, a wider gap where pair ``k`` swaps too often.
     Warm-up only, like every adaptation (:func:`pplevelset.infer.mcmc.run_mcmc`)."""
-    moves = ensemble.adaptation()
+    inner = ensemble.adaptation(split=split)
 
     def init(state: TemperedState):
-        return moves.init(state.ensemble)
+        return inner.init(state.ensemble)
 
     def update(adapt, state: TemperedState, info: TemperedInfo):
-        adapt_next, moved = moves.update(adapt, state.ensemble, info.ensemble)
+        adapt_next, moved = inner.update(adapt, state.ensemble, info.ensemble)
         change = (adapt.iteration + 1) ** -0.6 * (info.swap_prob - swap_target)
         gaps = (state.log_gaps + change).clamp(max=MAX_LOG_GAP)
         return adapt_next, TemperedState(moved, gaps)
@@ -164,11 +163,11 @@ def algorithm(rungs: int, moves: ensemble.Moves | None = None, groups: int = 1) 
         if z_unconstrained.shape[0] % rungs:
             raise UserInputError(f"{z_unconstrained.shape[0]} particles do not split into {rungs} rungs")
         ensemble.check_size(z_unconstrained.shape[0] // rungs // groups)
-        state = ensemble.init(z_unconstrained, density)
+        state = ensemble.init(z_unconstrained, density, moves=moves)
         return TemperedState(state, first_gaps(rungs, state.log_likelihood.dtype, z_unconstrained.device))
 
     def advance(generator: torch.Generator, state: TemperedState, density) -> tuple[TemperedState, TemperedInfo]:
-        return step(generator, state, density, moves=ensemble.moves_for(state.ensemble, moves), groups=groups)
+        return step(generator, state, density, groups=groups)
 
     def recorded(state: TemperedState, info: TemperedInfo | None):
         cold = slice(0, state.ensemble.z_unconstrained.shape[0] // rungs)
@@ -179,6 +178,7 @@ def algorithm(rungs: int, moves: ensemble.Moves | None = None, groups: int = 1) 
             whole.log_likelihood[cold],
             whole.predictions[cold],
             whole.scales,
+            whole.weights,
         )
         if info is None:
             return shown, None
@@ -192,4 +192,6 @@ def algorithm(rungs: int, moves: ensemble.Moves | None = None, groups: int = 1) 
             betas(state.log_gaps),
         )
 
-    return Algorithm(start, advance, adaptation(), ensemble.recorded_scale, ensemble.MOVE_NAMES, recorded)
+    return Algorithm(
+        start, advance, adaptation(split=moves is None), ensemble.recorded_scale, ensemble.MOVE_NAMES, recorded
+    )

@@ -39,7 +39,7 @@ WHY_NOT = {
     "nuts": "Pyro's NUTS keeps its adaptation and tree state inside pyro.infer.MCMC",
     "smc": "tempered SMC is not checkpointed (a run is a few temperatures; its state changes per temperature)",
 }
-FORMAT = 1
+FORMAT = 2  # 2: the ensemble state holds five move scales (the Student-t move joined)
 
 
 class RunInterrupted(KeyboardInterrupt):
