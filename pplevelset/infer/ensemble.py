@@ -285,11 +285,12 @@ def _update_half(
 
 def _draw_move(generator: torch.Generator, weights: torch.Tensor) -> int:
     """A move type with probability proportional to ``weights`` ``(K,)``, from one uniform of
-    ``generator``; one number read back to the host."""
-    bounds = weights.cumsum(0)
-    u = torch.rand((), generator=generator, device=weights.device, dtype=weights.dtype) * bounds[-1]
-    last = (weights > 0).cumsum(0).argmax()  # the last positive weight: where u rounded up to the sum goes
-    return int(torch.minimum((bounds <= u).sum(), last))
+    ``generator`` (the weights and the uniform come to the host together: one sync on a GPU)."""
+    u = torch.rand((), generator=generator, device=weights.device, dtype=weights.dtype)
+    *bounds, draw = torch.cat([weights.cumsum(0), u.reshape(1)]).tolist()
+    draw *= bounds[-1]
+    positive = [kind for kind, (low, high) in enumerate(zip([0.0, *bounds], bounds)) if high > low]
+    return next((kind for kind in positive if draw < bounds[kind]), positive[-1])  # u rounded up to the sum: the last
 
 
 def _propose(
