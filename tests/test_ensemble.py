@@ -314,6 +314,15 @@ def test_fewer_than_six_particles_is_a_user_error(num):
         ensemble.init(torch.zeros(num, 2), density)
 
 
+@pytest.mark.parametrize("moves", [ensemble.Moves(), ensemble.Moves(de=1.0, kde=-0.5)])
+def test_move_weights_must_be_non_negative_with_a_positive_sum(moves):
+    density = band_density(two_pieces_2d(), 10)
+    with pytest.raises(UserInputError, match="move weights must be non-negative with a positive sum"):
+        ensemble.init(torch.zeros(10, 2), density, moves=moves)
+    with pytest.raises(UserInputError, match="move weights must be non-negative"):
+        pls.EnsembleKernel(pls.level_set_model, moves=moves)
+
+
 def test_same_seed_same_trace_and_the_global_rng_is_untouched():
     world = three_pieces_2d()
     density = band_density(world, 64)

@@ -110,7 +110,7 @@ def default_moves(dim: int) -> Moves:
     population. The hop's share is small: it matters only without KDE, and its acceptance falls
     fastest with D. The independence share starts split evenly between KDE and Student-t; the
     warm-up moves it toward the one accepted more (:func:`adaptation`): the Student-t is accepted
-    0.7-0.8 on the toy world and 0.03 on mnist-vae, where the KDE is accepted 0.3. Above
+    0.7-0.8 on the toy world and 0.005-0.03 on mnist-vae, where the KDE is accepted 0.1-0.35. Above
     ``KDE_MAX_DIM`` the Student-t is left out: it was not measured there.
     """
     if dim <= KDE_MAX_DIM:
@@ -534,6 +534,9 @@ def algorithm(moves: Moves | None = None, targets: tuple[float, ...] = TARGET_AC
     (given weights stay as they are). Its recorded ``step_size`` is the DE scale.
     ``groups``: contiguous groups of particles that each sample their own posterior (see :func:`step`);
     the move scales and weights are shared by all groups (tuned in warm-up on their pooled acceptance)."""
+
+    if moves is not None:
+        moves.check()
 
     def start(z_unconstrained: torch.Tensor, density) -> EnsembleState:
         return init(z_unconstrained, density, moves=moves)

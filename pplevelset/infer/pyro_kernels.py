@@ -306,7 +306,8 @@ class EnsembleKernel(BatchedKernel):
     """The N particles as one population (:mod:`pplevelset.infer.ensemble`) as one Pyro kernel:
     moves built from the other half's positions carry particles between the pieces of a level set.
 
-    :param moves: the move weights (default: :func:`pplevelset.infer.ensemble.default_moves`).
+    :param moves: the move weights, kept as given (default:
+        :func:`pplevelset.infer.ensemble.default_moves`, whose KDE/Student-t split warm-up adapts).
     :param int num_particles: population size for a model without a ``particles`` plate
         (:class:`BatchedKernel`).
     :param int rungs: replica exchange (:mod:`pplevelset.infer.replica`): the N particles form
