@@ -1,7 +1,7 @@
 """Population MCMC against independent chains, per target: does each piece get its mass, and do the
 traces say so?
 
-    python benchmarks/population.py            # make bench-population: about 41 minutes on 2 cores
+    python benchmarks/population.py            # make bench-population: about 44 minutes on 2 cores
     python benchmarks/population.py --tiny     # smoke run, about a minute: the numbers mean nothing
 
 Every kernel runs with the library's defaults (N = 1,000 particles, 500 warm-up + 500 steps) in one
@@ -135,6 +135,7 @@ def run_kernel(world, spec, alpha, label, sizes, seed=0) -> tuple[pls.LevelSetPo
         "converged": bool(conv["rhat_max"] <= RHAT_OK),
         "acceptance_rate": float(post.traces["acceptance_rate"].mean()),
         "move_acceptance": post.stats.get("move_acceptance"),
+        "move_weights": post.stats.get("move_weights"),
         "swap_acceptance": post.stats.get("swap_acceptance"),
         "betas": post.stats.get("betas"),
     }
