@@ -12,8 +12,8 @@ two fixed halves, first and second half of the index range. Half A is updated wi
 only from half B's current positions, then half B from A's new positions. Given the complement, the
 half's particles are independent MH updates against the tempered posterior, so every half update,
 and hence every step, leaves the product of N posteriors invariant. Each half update draws one move
-type for all its particles, at random with fixed weights and independent of the state (a mixture of
-valid kernels, as in emcee):
+type for all its particles, at random with weights independent of the positions (fixed after
+warm-up: a mixture of valid kernels, as in emcee):
 
 - ``de``: differential evolution (ter Braak 2006; emcee ``DEMove``), ``z + g (z_a - z_b) + e`` with
   ``a != b`` from the complement, ``g = scale * 2.38 / sqrt(2 D)``, ``e`` tiny Gaussian noise.
@@ -89,6 +89,7 @@ class Moves(NamedTuple):
     student: float = 0.0
 
     def check(self) -> Moves:
+        """``self``, or a one-line error: a move is drawn in proportion to the weights."""
         if min(self) < 0 or sum(self) <= 0:
             raise UserInputError(f"move weights must be non-negative with a positive sum, got {self}")
         return self
