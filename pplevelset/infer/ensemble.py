@@ -120,7 +120,7 @@ def default_moves(dim: int) -> Moves:
 
 
 class EnsembleState(NamedTuple):
-    """Everything the next step needs, per particle, plus one scale per move type."""
+    """Everything the next step needs, per particle, plus one scale and one weight per move type."""
 
     z_unconstrained: torch.Tensor  # (N, D)
     log_prior: torch.Tensor  # (N,) includes the Jacobian
@@ -244,7 +244,7 @@ def _update_half(
     slices (one group), or per group ``(G, a)`` and ``(G, m)`` index tensors (each group's own
     complement). One move type is drawn for the whole half, as emcee does: being independent of
     the state it is as valid as a type per particle, and the half update then runs that one move's
-    few tensor operations instead of all four (the step's cost on a cheap network)."""
+    few tensor operations instead of every move's (the step's cost on a cheap network)."""
     kind = _draw_move(generator, state.weights)
     rows = active if isinstance(active, slice) else active.reshape(-1)
     z = state.z_unconstrained[active]
