@@ -156,6 +156,8 @@ def test_sample_and_sweep_record_the_beta_one_rung_only():
     assert len(post.stats["swap_acceptance"]) == 2 and post.stats["betas"][0] == 1.0
     summary = post.summary(keep=8)
     assert summary["rungs"] == 3 and summary["betas"] == post.stats["betas"]
+    weights = summary["move_weights"]  # the ensemble's, shared by all rungs: a distribution over the moves
+    assert list(weights) == list(ensemble.MOVE_NAMES) and sum(weights.values()) == pytest.approx(1.0)
     result = pls.sweep(
         "toy", ["a=0.8", "b=0.8"], kernel="ensemble", rungs=2, particles_per_target=12, warmup=10, steps=5
     )

@@ -412,6 +412,7 @@ def test_cli_sweep_end_to_end(tmp_path, capsys):
     assert (out / "samples.png").is_file() and len(json.loads((out / "sweep.json").read_text())["items"]) == 3
     summaries = [json.loads(path.read_text()) for path in out.glob("*/summary.json")]
     assert len(summaries) == 3 and all(s["rungs"] == 2 and len(s["batch_swap_acceptance"]) == 1 for s in summaries)
+    assert all(list(s["batch_move_weights"]) == list(ensemble.MOVE_NAMES) for s in summaries)
 
 
 @pytest.mark.parametrize(
