@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: venv
-	$(BIN)/pplevelset sample houses --target ambiguous --kernel ensemble --particles 300 --warmup 200 --steps 100 \
+	$(BIN)/pplevelset sample houses --target ambiguous --kernel ensemble --particles 300 --warmup 200 --steps 200 \
 		--out runs/demo --overwrite
 	@echo "look at runs/demo/samples.png"
 

@@ -31,6 +31,33 @@ def convergence(idata: az.InferenceData, var_names=("z",)) -> dict[str, float]:
     }
 
 
+def population_convergence(idata: az.InferenceData, var_names=("z",)) -> dict[str, float]:
+    """ESS and autocorrelation time of the population's mean, for kernels whose particles interact.
+
+    An ensemble's particles are not independent chains: each moves by the others' positions, so the
+    share of the population on each piece of a level set drifts as a whole, and per-particle ESS
+    does not see it (mnist-vae ``ambiguous`` at alpha 100: standard errors from it 10-20x below
+    the spread over seeds; benchmarks/population.md). The mean over particles at each draw is one
+    time series of the product-space chain, so its Monte Carlo standard error holds whatever the
+    particles share. Per coordinate: ``ess_population`` is the posterior variance over that squared
+    error (comparable with independent chains' ESS), ``tau_population`` the series' integrated
+    autocorrelation time in draws (emcee's tau of the ensemble mean)."""
+    posterior = idata.posterior[list(var_names)]
+    draws = posterior.sizes["draw"]
+    if draws < 4:
+        return {"ess_population_min": math.nan, "tau_population_max": math.nan}
+    values = np.concatenate(
+        [posterior[name].values.reshape(posterior.sizes["chain"], draws, -1) for name in var_names], axis=-1
+    )
+    series = az.convert_to_dataset({"mean": values.mean(0)[None]})  # one chain: the population's mean
+    series_ess = np.asarray(az.ess(series, method="mean")["mean"], dtype=float)
+    series_var = values.mean(0).var(0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ess = values.var((0, 1)) * series_ess / series_var  # variance / (series variance / series ESS)
+        tau = draws / series_ess
+    return {"ess_population_min": float(np.nanmin(ess)), "tau_population_max": float(np.nanmax(tau))}
+
+
 def pooled_convergence(runs: list[az.InferenceData], var_names=("z",)) -> dict[str, float]:
     """:func:`convergence` over the chains of several runs of one posterior (other seeds), their
     common draws. Why: a population kernel's particles can all sit in the same part of a level set,
@@ -52,6 +79,10 @@ HIGH_RHAT = 1.1
 # 2-rung runs got p_1 right (0.453), two were 0.02 off with R-hat below 1.02; all seven runs with 3 or
 # 4 rungs got it right (README, "Which kernel when"; benchmarks/population.md)
 HIGH_ALPHA = 50.0
+# A population kernel's recorded draws should span this many autocorrelation times of the population's
+# mean (emcee asks 50 to estimate tau itself): with fewer, its error is unreliable. Runs that matched
+# exact answers had 47-330 at 500 draws; mnist-vae ambiguous at alpha 100, 10-20x off its error, 1-3
+TAU_DRAWS = 20
 
 
 def run_warnings(
@@ -61,9 +92,19 @@ def run_warnings(
     warmup: int | None,
     rungs: int = 1,
     alpha: float | None = None,
+    tau_population: float | None = None,
+    draws: int | None = None,
 ) -> list[str]:
     """What a careful reader of the diagnostics would point out, in plain sentences."""
     found = []
+    if tau_population is not None and draws is not None and draws < TAU_DRAWS * tau_population:
+        found.append(
+            f"the population's mean has an autocorrelation time of {tau_population:.0f} draws, so the "
+            f"{draws} recorded hold fewer than {TAU_DRAWS} independent states of the whole population: "
+            "its particles move together, and the share on each part of the level set drifts as a whole, "
+            "which per-particle R-hat and ESS do not see (ess_population_min is the ESS to trust); "
+            f"run at least {math.ceil(TAU_DRAWS * tau_population)} steps"
+        )
     floor = LOW_ACCEPTANCE.get(kernel)
     if floor is not None and acceptance_rate < floor:
         found.append(

@@ -12,7 +12,14 @@ import torch
 import xarray as xr
 
 from pplevelset import metrics
-from pplevelset.diagnostics import BurnInVerdict, az, burn_in_check, convergence, run_warnings
+from pplevelset.diagnostics import (
+    BurnInVerdict,
+    az,
+    burn_in_check,
+    convergence,
+    population_convergence,
+    run_warnings,
+)
 from pplevelset.worlds.base import World
 
 POSTERIOR_VARIABLES = ("z", "prediction_probs")
@@ -123,9 +130,15 @@ class LevelSetPosterior:
         return burn_in_check(traces["log_likelihood"].numpy(), self.settings.get("warmup", 0))
 
     def convergence(self) -> dict[str, float]:
-        """R-hat and ESS of z with particles as chains."""
+        """R-hat and ESS of z with particles as chains; for the ensemble kernel also the ESS and
+        autocorrelation time of the population's mean (:func:`population_convergence`), because
+        its particles are not independent chains."""
         self._require_traces("convergence")
-        return convergence(self.to_arviz())
+        idata = self.to_arviz()
+        out = convergence(idata)
+        if self.settings.get("kernel") == "ensemble":
+            out.update(population_convergence(idata))
+        return out
 
     def summary(self, keep: int | None = 64, seed: int = 0) -> dict[str, Any]:
         """The run's ``summary.json``: settings, Delta over ``keep`` resampled states, diagnostics."""
@@ -172,6 +185,8 @@ class LevelSetPosterior:
                 self.settings.get("warmup"),
                 int(self.settings.get("rungs") or 1),
                 self.settings.get("alpha"),
+                out.get("tau_population_max"),
+                self.traces["z"].shape[1],
             )
         out.update(self.stats)
         out["versions"] = _versions()

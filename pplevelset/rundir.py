@@ -631,7 +631,13 @@ def format_summary(s: dict) -> str:
     if "acceptance_rate" in s:
         rhat = "n/a" if s.get("rhat_max") is None else f"{s['rhat_max']:.3f}"
         ess = "n/a" if s.get("ess_bulk_min") is None else f"{s['ess_bulk_min']:.0f}"
-        lines.append(f"acceptance {s['acceptance_rate']:.3f}, R-hat max {rhat}, ESS bulk min {ess}")
+        line = f"acceptance {s['acceptance_rate']:.3f}, R-hat max {rhat}, ESS bulk min {ess}"
+        if s.get("ess_population_min") is not None and s.get("tau_population_max") is not None:
+            line += (
+                f"; the population's mean: ESS min {s['ess_population_min']:.0f}, "
+                f"autocorrelation time max {s['tau_population_max']:.1f} draws"
+            )
+        lines.append(line)
         lines.append(s["burn_in"])
         lines.extend(f"warning: {text}" for text in s.get("warnings", []))
     if "log_evidence" in s:
