@@ -15,8 +15,12 @@ as the command line does (:func:`pplevelset.keep_freed_memory`):
   times the particles (and ``SMC_MOVES`` MH moves per temperature), with a Monte Carlo standard
   error from each side's ESS.
 
-ESS per second counts only where R-hat <= 1.05; elsewhere the kernel is "not converged" (its
-traces do not describe the posterior, so their ESS means nothing). Seconds per step include the
+ESS per second counts only where R-hat <= 1.05 and, for the population kernels, the recorded draws
+span at least ``TAU_DRAWS`` autocorrelation times of the population's mean; elsewhere the kernel is
+"not converged" (its traces do not describe the posterior, so their ESS means nothing). A population
+kernel's particles are not independent chains, so its ESS is the smaller of the per-particle bulk ESS
+and the population mean's (:func:`pplevelset.diagnostics.population_convergence`), and its standard
+error against SMC is the population mean's. Seconds per step include the
 trace collection. Writes ``benchmarks/results-population.json``; ``benchmarks/run.py`` renders it
 into BENCHMARKS.md.
 """
@@ -43,7 +47,7 @@ import torch  # noqa: E402
 from timing import load_average  # noqa: E402
 
 import pplevelset as pls  # noqa: E402
-from pplevelset.diagnostics import az  # noqa: E402
+from pplevelset.diagnostics import TAU_DRAWS, az  # noqa: E402
 
 RHAT_OK = 1.05
 # label -> pls.sample settings; "rungs" runs replica exchange with the same particles in all
@@ -126,13 +130,17 @@ def run_kernel(world, spec, alpha, label, sizes, seed=0) -> tuple[pls.LevelSetPo
         **settings,
     )
     conv = post.convergence()
+    tau = conv.get("tau_population_max")  # population kernels only: their particles are not independent
     row = {
         "kernel": label,
         "rungs": rungs,
         "particles_recorded": sizes["num_particles"] // rungs,
         "rhat_max": conv["rhat_max"],
         "ess_bulk_min": conv["ess_bulk_min"],
-        "converged": bool(conv["rhat_max"] <= RHAT_OK),
+        "ess_population_min": conv.get("ess_population_min"),
+        "tau_population_max": tau,
+        "ess": min(conv["ess_bulk_min"], conv.get("ess_population_min", math.inf)),
+        "converged": bool(conv["rhat_max"] <= RHAT_OK and (tau is None or sizes["steps"] >= TAU_DRAWS * tau)),
         "acceptance_rate": float(post.traces["acceptance_rate"].mean()),
         "move_acceptance": post.stats.get("move_acceptance"),
         "move_weights": post.stats.get("move_weights"),
@@ -149,7 +157,7 @@ def timed(row: dict, elapsed: list[float], sizes) -> dict:
         "elapsed_s": seconds,
         "elapsed_runs_s": elapsed,
         "s_per_step": seconds / (sizes["warmup"] + sizes["steps"]),
-        "ess_per_s": row["ess_bulk_min"] / seconds if row["converged"] else None,
+        "ess_per_s": row["ess"] / seconds if row["converged"] else None,
     }
 
 
@@ -181,8 +189,14 @@ def exact_rows(sizes) -> list[dict]:
     return out
 
 
-def mean_and_error(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per class: the mean over (chains, draws) and its Monte Carlo standard error from the bulk ESS."""
+def mean_and_error(values: np.ndarray, population: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Per class: the mean over (chains, draws) and its Monte Carlo standard error, from the ESS with
+    chains as independent or, with ``population`` (kernels whose particles interact, whose chains are
+    not independent), from the population's mean at each draw: one series of the product-space chain
+    (:func:`pplevelset.diagnostics.population_convergence`; benchmarks/population_error.py)."""
+    if population:
+        series = az.convert_to_dataset(values.mean(0)[None])
+        return values.mean((0, 1)), np.asarray(az.mcse(series, method="mean")["x"])
     dataset = az.convert_to_dataset(values)
     ess = np.asarray(az.ess(dataset, method="mean")["x"])
     mean, sd = values.mean((0, 1)), values.std((0, 1))
@@ -209,7 +223,8 @@ def real_rows(sizes) -> list[dict]:
         for kernel in KERNELS:
             log(f"{world_name} {spec} alpha {alpha}: {kernel}")
             post, row = run_kernel(world, spec, alpha, kernel, sizes)
-            mean, error = mean_and_error(post.traces["prediction_probs"].numpy())
+            population = CONFIGS[kernel]["kernel"] == "ensemble"
+            mean, error = mean_and_error(post.traces["prediction_probs"].numpy(), population=population)
             z_scores = (mean - smc_mean) / np.sqrt(error**2 + smc_error**2)
             top = np.argsort(-smc_mean)[:2]
             row.update(

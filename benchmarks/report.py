@@ -306,6 +306,11 @@ def _ess_rate(row: dict) -> str:
     return _num(row["ess_per_s"]) if row["converged"] else "not converged"
 
 
+def _tau(row: dict) -> str:
+    """The population mean's autocorrelation time in draws (population kernels; "–" for rwmh)."""
+    return _num(row["tau_population_max"], 1) if row.get("tau_population_max") is not None else "–"
+
+
 def _speedup(rows: list[dict], label: str = "ensemble") -> str:
     """``label``'s ESS/s over rwmh ESS/s, where both converged; otherwise say which did not."""
     by = {row["kernel"]: row for row in rows}
@@ -321,6 +326,7 @@ def _speedup(rows: list[dict], label: str = "ensemble") -> str:
 
 def _population(results: dict) -> list[str]:
     sizes = results["sizes"]
+    population_rows = any("tau_population_max" in row for row in results["exact"])
     lines = [
         f"Command: `{results['command']}` ({results['elapsed_s'] / 60:.1f} minutes, {results['started']}, "
         f"{results['torch_threads']} torch threads). Every kernel with N = {sizes['num_particles']:,}, "
@@ -328,8 +334,21 @@ def _population(results: dict) -> list[str]:
         "`ensemble, K rungs` is replica exchange (`rungs=K`) with the same N particles in all, N / K per "
         "temperature, so every row scores N particles per step; its R-hat and ESS are over the N / K "
         "particles at beta = 1. "
-        f'ESS/s counts only where R-hat <= {results["rhat_ok"]} (otherwise "not converged"); masses are '
-        "fractions of all recorded draws (particles x steps)."
+        f"ESS/s counts only where R-hat <= {results['rhat_ok']}"
+        + (
+            " and, for the population kernels, the recorded draws span at least 20 autocorrelation times (tau) of "
+            "the population's mean"
+            if population_rows
+            else ""
+        )
+        + ' (otherwise "not converged").'
+        + (
+            " A population kernel's particles are not independent chains, so its ESS is the smaller of the "
+            "per-particle bulk ESS and the population mean's (the README's \"Reading the diagnostics\")."
+            if population_rows
+            else ""
+        )
+        + " Masses are fractions of all recorded draws (particles x steps)."
         + (
             f" Each exact-world run was repeated {sizes['timings']} times, the kernels interleaved, and is "
             "timed by the median."
@@ -352,6 +371,7 @@ def _population(results: dict) -> list[str]:
                 row["target"],
                 row["kernel"],
                 _num(row["rhat_max"], 4),
+                _tau(row),
                 _ess_rate(row),
                 _masses(row["masses"]),
                 _masses(row["exact"]),
@@ -359,7 +379,9 @@ def _population(results: dict) -> list[str]:
                 _num(1e3 * row["s_per_step"]) + " ms",
             ]
         )
-    lines += _table(["target", "kernel", "R-hat max", "ESS/s", "piece masses", "exact", "max error", "per step"], rows)
+    lines += _table(
+        ["target", "kernel", "R-hat max", "tau", "ESS/s", "piece masses", "exact", "max error", "per step"], rows
+    )
     targets = {}
     for row in results["exact"] + results["real"]:
         targets.setdefault((row["target"], row.get("alpha")), []).append(row)
@@ -371,7 +393,12 @@ def _population(results: dict) -> list[str]:
             if (moves := {r["alpha"]: r["smc_moves"] for r in results["real"] if "smc_moves" in r})
             else ""
         )
-        + " (z: the difference in Monte Carlo standard errors, from each side's ESS; largest over classes).",
+        + (
+            " (z: the difference in Monte Carlo standard errors, SMC's from its ESS over its independent "
+            "populations, a population kernel's from its population's mean; largest over classes)."
+            if any("tau_population_max" in row for row in results["real"])
+            else " (z: the difference in Monte Carlo standard errors, from each side's ESS; largest over classes)."
+        ),
         "",
     ]
     rows = []
@@ -385,6 +412,7 @@ def _population(results: dict) -> list[str]:
                 _num(row["alpha"]),
                 row["kernel"],
                 _num(row["rhat_max"], 4),
+                _tau(row),
                 _ess_rate(row),
                 mean,
                 smc,
@@ -393,7 +421,18 @@ def _population(results: dict) -> list[str]:
             ]
         )
     lines += _table(
-        ["target", "alpha", "kernel", "R-hat max", "ESS/s", "mean prediction (top 2)", "SMC", "|z| vs SMC", "per step"],
+        [
+            "target",
+            "alpha",
+            "kernel",
+            "R-hat max",
+            "tau",
+            "ESS/s",
+            "mean prediction (top 2)",
+            "SMC",
+            "|z| vs SMC",
+            "per step",
+        ],
         rows,
     )
     labels = [label for label in dict.fromkeys(row["kernel"] for row in results["exact"]) if label != "rwmh"]
