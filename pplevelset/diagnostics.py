@@ -80,8 +80,9 @@ HIGH_RHAT = 1.1
 # 4 rungs got it right (README, "Which kernel when"; benchmarks/population.md)
 HIGH_ALPHA = 50.0
 # A population kernel's recorded draws should span this many autocorrelation times of the population's
-# mean (emcee asks 50 to estimate tau itself): with fewer, its error is unreliable. Runs that matched
-# exact answers had 47-330 at 500 draws; mnist-vae ambiguous at alpha 100, 10-20x off its error, 1-3
+# mean (emcee asks 50 to estimate tau itself): with fewer, its error is unreliable. bench-population's
+# 500 draws span 38-330 on the worlds with exact answers (all right), one or two on mnist-vae
+# ambiguous at alpha 100 (tau 293-480; its runs' spread over seeds 16x their per-particle error)
 TAU_DRAWS = 20
 
 
