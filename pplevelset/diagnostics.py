@@ -104,7 +104,7 @@ def run_warnings(
             f"{draws} recorded hold fewer than {TAU_DRAWS} independent states of the whole population: "
             "its particles move together, and the share on each part of the level set drifts as a whole, "
             "which per-particle R-hat and ESS do not see (ess_population_min is the ESS to trust); "
-            f"run at least {math.ceil(TAU_DRAWS * tau_population)} steps"
+            f"record at least {math.ceil(TAU_DRAWS * tau_population)} draws (--steps, over --thin)"
         )
     floor = LOW_ACCEPTANCE.get(kernel)
     if floor is not None and acceptance_rate < floor:

@@ -194,7 +194,7 @@ def test_population_ess_of_independent_chains_is_their_ess():
 
 def test_warns_when_the_recorded_draws_span_few_autocorrelation_times():
     (text,) = run_warnings("ensemble", 0.3, 1.01, 500, 1, 10.0, tau_population=10.0, draws=100)
-    assert "autocorrelation time of 10 draws" in text and "run at least 200 steps" in text
+    assert "autocorrelation time of 10 draws" in text and "record at least 200 draws" in text
     assert run_warnings("ensemble", 0.3, 1.01, 500, 1, 10.0, tau_population=10.0, draws=200) == []
     assert run_warnings("rwmh", 0.3, 1.01, 500) == []
 
