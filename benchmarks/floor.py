@@ -31,6 +31,19 @@ BLOCK = 10  # steps per timed call: their mean covers the mix of move types
 WARMUP = 100  # adapted steps before timing the ensemble (bench-population)
 
 
+def adapted(algorithm, density, generator, warmup: int):
+    """The initial positions and the kernel's state after ``warmup`` adapted steps from them, as a
+    run's warm-up leaves it (the step sizes and move weights it samples with)."""
+    with torch.no_grad():
+        z_unconstrained = initial_positions(density, generator)
+        state = algorithm.init(z_unconstrained, density)
+        adapt = algorithm.adaptation.init(state)
+        for _ in range(warmup):
+            state, info = algorithm.step(generator, state, density)
+            adapt, state = algorithm.adaptation.update(adapt, state, info)
+    return z_unconstrained, state
+
+
 def measure_floor(
     world,
     target,
@@ -46,13 +59,7 @@ def measure_floor(
     generator = torch.Generator(device=target.device).manual_seed(0)
     algorithm = ALGORITHMS[kernel]()
     collector = TraceCollector(warmup=0, steps=block * (repeats + 4), thin=1, move_names=algorithm.move_names)
-    with torch.no_grad():
-        z_unconstrained = initial_positions(density, generator)
-        state = algorithm.init(z_unconstrained, density)
-        adapt = algorithm.adaptation.init(state)
-        for _ in range(warmup):
-            state, info = algorithm.step(generator, state, density)
-            adapt, state = algorithm.adaptation.update(adapt, state, info)
+    z_unconstrained, state = adapted(algorithm, density, generator, warmup)
     z = density.constrain(z_unconstrained)["z"]
     holder = {"state": state, "iteration": 0}
 

@@ -21,11 +21,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from floor import WARMUP  # noqa: E402
+from floor import WARMUP, adapted  # noqa: E402
 
 import pplevelset as pls  # noqa: E402
 from pplevelset.infer import ensemble  # noqa: E402
-from pplevelset.infer.mcmc import TraceCollector, initial_positions  # noqa: E402
+from pplevelset.infer.mcmc import TraceCollector  # noqa: E402
 from pplevelset.model import ParticleDensity, level_set_model  # noqa: E402
 
 NUM, BLOCK, ROUNDS = 1000, 10, 15
@@ -59,13 +59,8 @@ def parts(world_name: str) -> dict[str, float]:
     propose = ensemble._propose
     collector = TraceCollector(warmup=0, steps=BLOCK * (ROUNDS + 1), thin=1, move_names=algorithm.move_names)
     rounds: dict[str, list[float]] = {}
+    z_unconstrained, state = adapted(algorithm, density, generator, WARMUP)
     with torch.no_grad():
-        z_unconstrained = initial_positions(density, generator)
-        state = algorithm.init(z_unconstrained, density)
-        adapt = algorithm.adaptation.init(state)
-        for _ in range(WARMUP):
-            state, info = algorithm.step(generator, state, density)
-            adapt, state = algorithm.adaptation.update(adapt, state, info)
         z = density.constrain(z_unconstrained)["z"]
         half = NUM // 2
         iteration = 0

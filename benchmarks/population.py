@@ -203,22 +203,27 @@ def mean_and_error(values: np.ndarray, population: bool = False) -> tuple[np.nda
     return mean, sd / np.sqrt(np.maximum(ess, 1.0))
 
 
+def run_smc(world, spec, alpha, sizes, seed=0) -> pls.LevelSetPosterior:
+    """The shipped worlds' reference: tempered SMC with ``smc_factor`` times the particles."""
+    return pls.sample(
+        world,
+        spec,
+        alpha=alpha,
+        num_particles=sizes["smc_factor"] * sizes["num_particles"],
+        kernel="smc",
+        moves=SMC_MOVES[alpha],
+        seed=seed,
+        progress=False,
+    )
+
+
 def real_rows(sizes) -> list[dict]:
     out = []
     for world_name, spec, alpha in REAL:
         world = pls.load_world(world_name)
         log(f"{world_name} {spec} alpha {alpha}: smc with {sizes['smc_factor']}x the particles")
         smc_particles = sizes["smc_factor"] * sizes["num_particles"]
-        smc = pls.sample(
-            world,
-            spec,
-            alpha=alpha,
-            num_particles=smc_particles,
-            kernel="smc",
-            moves=SMC_MOVES[alpha],
-            seed=0,
-            progress=False,
-        )
+        smc = run_smc(world, spec, alpha, sizes)
         smc_mean, smc_error = mean_and_error(smc.traces["prediction_probs"].numpy())
         for kernel in KERNELS:
             log(f"{world_name} {spec} alpha {alpha}: {kernel}")
