@@ -205,4 +205,7 @@ def test_ensemble_summary_reports_the_population_mean_and_rwmh_does_not(post):
     )
     summary = ensemble.summary()
     assert summary["ess_population_min"] > 0 and summary["tau_population_max"] >= 0.5
+    # the run's warning reads the same tau and its 40 recorded draws
+    warned = any("autocorrelation time" in text for text in summary["warnings"])
+    assert warned == (40 < 20 * summary["tau_population_max"])
     assert "ess_population_min" not in post.summary()
