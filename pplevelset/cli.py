@@ -80,8 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="ensemble: replica exchange over this many temperatures, beta = 1 recorded (default 1: none)",
     )
+    sample.add_argument(
+        "--start",
+        default="prior",
+        help="rwmh/ensemble: prior (default) | smc: start the chains at a tempered SMC run's particles",
+    )
     sample.add_argument("--populations", type=_positive_int, default=4, help="smc: independent populations (default 4)")
-    sample.add_argument("--moves", type=_positive_int, default=10, help="smc: MH moves per temperature (default 10)")
+    sample.add_argument(
+        "--moves", type=_positive_int, default=10, help="smc, and --start smc: MH moves per temperature (default 10)"
+    )
     sample.add_argument("--keep", type=_positive_int, default=64, help="n states resampled at the end (default 64)")
     sample.add_argument("--seed", type=_positive_int, default=0)
     sample.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -237,6 +244,7 @@ def cmd_sample(args) -> None:
             likelihood=args.likelihood,
             sigma=args.sigma,
             rungs=args.rungs,
+            start=args.start,
         )
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = args.out or Path("runs") / f"{config.world.name}-{target_label(args.target)}-{stamp}"

@@ -143,14 +143,15 @@ class BurnInVerdict:
     message: str
 
 
-def burn_in_check(log_likelihood: np.ndarray, warmup: int) -> BurnInVerdict:
+def burn_in_check(log_likelihood: np.ndarray, warmup: int, kernel: str | None = None) -> BurnInVerdict:
     """Compare each chain's mean log-likelihood early in sampling with its last half.
 
     With N independent chains the per-chain differences ``d_i`` are independent, so
     ``mean(d) / (sd(d) / sqrt(N))`` is a z-score with no autocorrelation correction needed (a
     Geweke test over the ensemble). Chains still climbing toward the level set show a large
     negative drift. A single chain falls back to batch means. ``log_likelihood`` is ``(N, T)``,
-    the post-warm-up trace.
+    the post-warm-up trace; ``kernel`` names what the advice may offer (an SMC start for the batched
+    MCMC kernels).
     """
     values = np.asarray(log_likelihood, dtype=np.float64)
     num_chains, num_draws = values.shape
@@ -181,5 +182,10 @@ def burn_in_check(log_likelihood: np.ndarray, warmup: int) -> BurnInVerdict:
             f"burn-in too short: the log-likelihood was {direction} when sampling began "
             f"(early minus late {drift:+.3g}, {z_score:+.1f} standard errors); "
             f"increase the warm-up (try warmup={max(2 * warmup, 200)}, --warmup on the command line)"
+            + (
+                ", or start the chains at a tempered SMC run's particles (start='smc', --start smc)"
+                if kernel in ("rwmh", "ensemble")
+                else ""
+            )
         )
     return BurnInVerdict(ok, drift, float(z_score), message)

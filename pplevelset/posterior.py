@@ -127,7 +127,9 @@ class LevelSetPosterior:
         traces = self._require_traces("burn_in")
         if self.chains == "populations":
             return BurnInVerdict(True, math.nan, math.nan, "no burn-in to check: SMC tempers from the prior")
-        return burn_in_check(traces["log_likelihood"].numpy(), self.settings.get("warmup", 0))
+        return burn_in_check(
+            traces["log_likelihood"].numpy(), self.settings.get("warmup", 0), self.settings.get("kernel")
+        )
 
     def convergence(self) -> dict[str, float]:
         """R-hat and ESS of z with particles as chains; for the ensemble kernel also the ESS and
@@ -154,6 +156,8 @@ class LevelSetPosterior:
             keys += ("populations", "moves", "target_ess")
         if self.settings.get("kernel") == "ensemble":
             keys += ("rungs",)
+        if self.settings.get("start", "prior") != "prior":  # chains started at a tempered run's particles
+            keys += ("start", "moves", "target_ess")
         out.update({key: self.settings.get(key) for key in keys})
         out.update(likelihood=self.settings.get("likelihood", "dirichlet"), sigma=self.settings.get("sigma"))
         out.update(

@@ -433,6 +433,7 @@ def open_interrupted(folder: str | Path):
             likelihood=settings.get("likelihood", "dirichlet"),
             sigma=settings.get("sigma", DEFAULT_SIGMA),
             rungs=settings.get("rungs", 1),
+            start=settings.get("start", "prior"),
         )
         if job.get("overwrite") is not True:
             check_writable(staging.out, False)
@@ -517,7 +518,11 @@ def diagnose_run(run_dir, run: tuple[Any, az.InferenceData] | None = None) -> st
             verdict = BurnInVerdict(True, math.nan, math.nan, "no burn-in to check: SMC tempers from the prior")
             trace = smc_figure(stages)
         else:
-            verdict = burn_in_check(traces["log_likelihood"], int(idata.posterior.attrs.get("warmup") or 0))
+            verdict = burn_in_check(
+                traces["log_likelihood"],
+                int(idata.posterior.attrs.get("warmup") or 0),
+                idata.posterior.attrs.get("kernel"),
+            )
             trace = trace_figure(traces, warmup, verdict, thin=int(idata.posterior.attrs.get("thin", 1)))
         few = idata.posterior[["z"]].isel(chain=slice(0, 8))
         axes = az.plot_rank(few, var_names=["z"])

@@ -42,6 +42,15 @@ def test_sample_and_diagnose_end_to_end(tmp_path, capsys):
     assert (out / "rank.png").stat().st_size > 0
 
 
+def test_an_smc_start_from_the_command_line_is_recorded(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["sample", "toy", "--target", "a=0.6", "--kernel", "ensemble", "--start", "smc", "--moves", "5"]
+    code, _, stderr = run([*argv, "--out", str(out), *SMALL], capsys)
+    assert code == 0, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["start"] == "smc" and summary["moves"] == 5 and summary["start_temperatures"] >= 1
+
+
 def test_diagnose_pools_runs_of_one_posterior_and_refuses_others(tmp_path, capsys):
     for seed in ("0", "1"):
         sizes = ["--particles", "200", "--warmup", "150", "--steps", "150", "--keep", "16", "--quiet"]
@@ -107,6 +116,8 @@ def test_worlds_lists_toy(capsys):
         (["sample", "toy", "--target", "ambiguous", "--particles", "0"], "particles"),
         (["sample", "toy", "--target", "ambiguous", "--steps", "0"], "steps"),
         (["sample", "toy", "--target", "ambiguous", "--kernel", "gibbs"], "kernel"),
+        (["sample", "toy", "--target", "ambiguous", "--start", "posterior"], "unknown start"),
+        (["sample", "toy", "--target", "ambiguous", "--kernel", "nuts", "--start", "smc"], "applies to the rwmh"),
         (["sample", "toy", "--target", "ambiguous", "--particles", "many"], "not an integer"),
         (["sample", "toy"], "--target"),
         (["diagnose", "/nonexistent/run"], "not a run directory"),

@@ -115,7 +115,10 @@ def test_burn_in_check_flags_drift_and_passes_stationary_chains():
     climbing = stationary + np.minimum(0, np.arange(200) - 60)[None, :] * 0.05  # rises for 60 steps
     verdict = burn_in_check(climbing, warmup=100)
     assert not verdict.ok and verdict.drift < 0
-    assert "warmup=200" in verdict.message
+    assert "warmup=200" in verdict.message and "start" not in verdict.message
+    # the batched MCMC kernels can also start from SMC's particles; the advice says so for them only
+    assert "--start smc" in burn_in_check(climbing, warmup=100, kernel="ensemble").message
+    assert "--start smc" not in burn_in_check(climbing, warmup=100, kernel="nuts").message
     one_chain = rng.normal(size=(1, 400)) + np.minimum(0, np.arange(400) - 100)[None, :] * 0.1
     assert not burn_in_check(one_chain, warmup=50).ok  # one chain: batch means see a climb this large
     assert burn_in_check(rng.normal(size=(1, 400)), warmup=50).ok

@@ -47,6 +47,74 @@ def test_independent_mh_chains_get_the_proportions_wrong(exact):
     assert exact["mass_right"] - right > 0.05, right
 
 
+def test_an_smc_start_gives_independent_chains_the_mode_masses(exact):
+    """The same chains as above, started at a tempered run's particles (``start="smc"``), keep its
+    share on each mode. Tolerance: SMC's resampling correlates its particles (on a two-piece world
+    with N = 1,000 the piece fraction's sd over 20 seeds was 1.6x the binomial one), so the fraction
+    counts as N / 4 independent draws: 4.5 x sqrt(p (1 - p) / 1,000) = 0.053 here, where the prior
+    start above is off by more than 0.05 (0.09 measured), and the chains' warm-up starts on the level
+    set: its first log-likelihood within 1 nat of its last, 19 nats above the prior start's (measured)."""
+    runs = {
+        start: pls.sample(
+            TwoModeWorld(),
+            SPEC,
+            alpha=ALPHA,
+            num_particles=PARTICLES,
+            warmup=300,
+            steps=50,
+            seed=0,
+            progress=False,
+            start=start,
+        )
+        for start in ("prior", "smc")
+    }
+    p = exact["mass_right"]
+    right = float((runs["smc"].z[:, 0] > 0).double().mean())
+    assert abs(right - p) < 4.5 * np.sqrt(p * (1 - p) / (PARTICLES / 4)), right
+    first, last = (float(runs["smc"].warmup_traces["log_likelihood"][:, k].mean()) for k in (0, -1))
+    assert abs(first - last) < 1.0, (first, last)
+    assert first - float(runs["prior"].warmup_traces["log_likelihood"][:, 0].mean()) > 5.0
+    assert runs["smc"].stats["start_temperatures"] >= 2 and "start_temperatures" not in runs["prior"].stats
+    assert runs["smc"].settings["start"] == "smc" and runs["smc"].settings["moves"] == 10
+    assert "start" not in runs["prior"].settings  # a prior start records nothing new
+
+
+def test_an_smc_start_is_reproducible_and_resumes_bit_for_bit(tmp_path):
+    from conftest import StopAt
+
+    from pplevelset.infer.config import RunConfig
+    from pplevelset.infer.driver import make_checkpoints, run
+    from pplevelset.infer.resume import RunInterrupted
+
+    settings = dict(kernel="ensemble", num_particles=30, warmup=10, steps=10, seed=3, progress=False, start="smc")
+    plain = run(RunConfig.build("toy", "a=0.7", **settings))
+    assert torch.equal(plain.z, pls.sample("toy", "a=0.7", **settings).z)
+    config = RunConfig.build("toy", "a=0.7", **settings)
+    checkpoints = make_checkpoints(config, tmp_path, every_steps=4)
+    checkpoints.stop = StopAt(13)
+    with pytest.raises(RunInterrupted):
+        run(config, checkpoints)
+    resumed = pls.sample("toy", "a=0.7", resume=tmp_path, **settings)
+    assert all(torch.equal(plain.traces[k], resumed.traces[k]) for k in plain.traces)
+    with pytest.raises(pls.UserInputError, match="start"):
+        pls.sample("toy", "a=0.7", resume=tmp_path, **(settings | {"start": "prior"}))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(start="posterior"), "unknown start"),
+        (dict(start="smc", kernel="smc"), "applies to the rwmh and ensemble kernels"),
+        (dict(start="smc", kernel="nuts"), "applies to the rwmh and ensemble kernels"),
+        (dict(start="smc", moves=0), "moves per temperature"),
+        (dict(start="smc", target_ess=1.5), "target ESS"),
+    ],
+)
+def test_a_bad_start_is_a_one_line_user_error(kwargs, message):
+    with pytest.raises(pls.UserInputError, match=message):
+        pls.sample("toy", "a=0.7", num_particles=40, warmup=2, steps=2, progress=False, **kwargs)
+
+
 def test_smc_is_reproducible_and_seeds_differ():
     runs = [
         pls.sample("toy", "a=0.8", alpha=20, num_particles=400, kernel="smc", seed=s, progress=False) for s in (5, 5, 6)

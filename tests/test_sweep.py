@@ -208,6 +208,32 @@ def test_smc_sweep_each_group_matches_its_posterior_and_evidence(toy):
         )
 
 
+def test_an_smc_start_puts_each_targets_particles_on_its_own_level_set(toy):
+    """``start="smc"`` tempers one population per target and rung: each group's warm-up begins on its
+    own level set (its first log-likelihood within 1 nat of its last), and after a few steps each group
+    matches its own exact posterior, with SMC's doubled standard errors (its particles are correlated
+    through resampling); power as above, against the next group's target."""
+    result = sweep(
+        toy,
+        TARGETS,
+        particles_per_target=1000,
+        kernel="ensemble",
+        rungs=2,
+        alpha=ALPHA,
+        warmup=10,
+        steps=5,
+        seed=3,
+        progress=False,
+        start="smc",
+    )
+    for k, post in enumerate(result):
+        first, last = (float(post.warmup_traces["log_likelihood"][:, i].mean()) for i in (0, -1))
+        assert abs(first - last) < 1.0, (TARGETS[k], first, last)
+        assert np.all(exact_check(post, TARGETS[k], scale=2.0) < Z_LIMIT), (TARGETS[k], exact_check(post, TARGETS[k]))
+        assert exact_check(post, TARGETS[(k + 1) % 3], scale=2.0).max() > 3 * Z_LIMIT
+        assert post.settings["start"] == "smc" and post.stats["batch_start_temperatures"] >= 2  # the batch's
+
+
 @pytest.mark.parametrize("kernel", ["rwmh", "smc"])
 def test_one_target_sweep_is_the_single_run_bit_for_bit(toy, kernel):
     """A sweep reuses the kernels: with one target it is exactly ``pls.sample``."""

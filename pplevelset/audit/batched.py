@@ -88,6 +88,7 @@ def sweep(
     likelihood: str = "dirichlet",
     sigma: float = DEFAULT_SIGMA,
     rungs: int = 1,
+    start: str = "prior",
 ) -> SweepResult:
     """Sample the level sets of many targets in one batched run.
 
@@ -95,8 +96,9 @@ def sweep(
         one target, or a list of either (see :func:`pplevelset.targets.expand_targets`).
     :param particles_per_target: ``n`` particles per target; the batch holds ``K * n``.
     :param kernel: ``rwmh``, ``ensemble`` or ``smc`` (default: the library's default kernel).
-    The other parameters are :func:`pplevelset.sample`'s (``likelihood``, ``sigma``, ``rungs`` included), per target
-    (SMC: ``populations`` per target).
+    The other parameters are :func:`pplevelset.sample`'s (``likelihood``, ``sigma``, ``rungs`` and ``start``
+    included), per target (SMC: ``populations`` per target; ``start="smc"``: one tempered population per
+    target and rung).
 
     Example::
 
@@ -127,6 +129,7 @@ def sweep(
         likelihood=likelihood,
         sigma=sigma,
         rungs=rungs,
+        start=start,
     )
     named = _resolve(targets, first.world.classes)
     return run_batch(first, named)
@@ -198,9 +201,19 @@ def _run_kernel(batch: RunConfig, density: ParticleDensity, generator: torch.Gen
 
         return smc.run(batch, density, generator)
     algorithm = ensemble_algorithm(batch, groups) if batch.kernel == "ensemble" else rwmh.algorithm(batch.step_size)
+    started: dict = {}
     with torch.no_grad():
-        z = initial_positions(density, generator)
-    return run_mcmc(algorithm, density, generator, z, batch.warmup, batch.steps, batch.thin, batch.progress)
+        if batch.start == "smc":  # each target's particles in each rung: one population
+            from pplevelset.infer import smc
+
+            z, started = smc.start_positions(
+                density, generator, batch.smc, batch.replicas * groups, progress=batch.progress
+            )
+        else:
+            z = initial_positions(density, generator)
+    draws = run_mcmc(algorithm, density, generator, z, batch.warmup, batch.steps, batch.thin, batch.progress)
+    draws.stats.update(started)
+    return draws
 
 
 SHARED_STATS = (
@@ -209,6 +222,7 @@ SHARED_STATS = (
     "move_weights",
     "swap_acceptance",
     "betas",
+    "start_temperatures",
 )  # the batch's, not a target's
 
 

@@ -27,11 +27,12 @@ def add_sweep_parser(sub) -> None:
     sweep.add_argument("--likelihood", help="dirichlet (default) or normal (Bayes-TrEx's)")
     sweep.add_argument("--sigma", type=float, help="the normal likelihood's standard deviation (default 0.05)")
     sweep.add_argument("--rungs", type=int, help="ensemble: replica-exchange temperatures (default 1: none)")
+    sweep.add_argument("--start", help="rwmh/ensemble: prior (default) | smc: start at a tempered run's particles")
     sweep.add_argument("--warmup", type=int, help="adaptation steps (default 200)")
     sweep.add_argument("--steps", type=int, help="recorded steps (default 200)")
     sweep.add_argument("--thin", type=int)
     sweep.add_argument("--populations", type=int, help="smc: populations per target (default 4)")
-    sweep.add_argument("--moves", type=int, help="smc: MH moves per temperature (default 10)")
+    sweep.add_argument("--moves", type=int, help="smc, and --start smc: MH moves per temperature (default 10)")
     sweep.add_argument("--keep", type=int, help="states resampled per item (default 64)")
     sweep.add_argument(
         "--chunk-size",
@@ -57,6 +58,7 @@ SETTING_ARGS = (
     "likelihood",
     "sigma",
     "rungs",
+    "start",
     "warmup",
     "steps",
     "thin",

@@ -43,6 +43,7 @@ class SweepSettings:
     likelihood: str = "dirichlet"
     sigma: float = DEFAULT_SIGMA
     rungs: int = 1  # ensemble: replica-exchange temperatures
+    start: str = "prior"  # rwmh and ensemble: "smc" starts each target's chains at a tempered run's particles
 
     def run_config(self, world, seed: int, device: str | None = None, progress: bool = False) -> RunConfig:
         """The one-target configuration every batch starts from (validates every setting)."""
@@ -62,6 +63,7 @@ class SweepSettings:
             likelihood=self.likelihood,
             sigma=self.sigma,
             rungs=self.rungs,
+            start=self.start,
         )
 
 

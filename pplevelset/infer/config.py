@@ -26,6 +26,9 @@ from pplevelset.worlds.base import World, check_world
 KERNELS = ("rwmh", "ensemble", "nuts", "smc")
 DEFAULT_KERNEL = "rwmh"  # the one place the library's default kernel is named (sweeps read it)
 MCMC_KERNELS = ("rwmh", "ensemble", "nuts")  # the kernels with warm-up + recorded steps
+# where the chains start: prior draws, or the particles of a quick tempered SMC run (batched kernels)
+STARTS = ("prior", "smc")
+STARTING_KERNELS = ("rwmh", "ensemble")
 
 
 @dataclass(frozen=True)
@@ -39,12 +42,16 @@ class SMCOptions:
 
     def validate(self, num_particles: int) -> None:
         check_count(self.populations, "populations", 1)
-        check_count(self.moves, "the number of SMC moves per temperature", 1)
         if self.populations < 1 or num_particles % self.populations or num_particles // self.populations < 2:
             raise UserInputError(
                 f"SMC splits {num_particles} particles into {self.populations} populations: "
                 "the particles must be a multiple of the populations, at least 2 each"
             )
+        self.validate_tempering()
+
+    def validate_tempering(self) -> None:
+        """What one tempering run needs (the SMC kernel's, or the SMC start of an MCMC kernel's)."""
+        check_count(self.moves, "the number of SMC moves per temperature", 1)
         if not (isinstance(self.target_ess, (int, float)) and 0 < self.target_ess < 1):
             raise UserInputError(f"the SMC target ESS fraction must be in (0, 1), got {self.target_ess}")
 
@@ -70,6 +77,7 @@ class RunConfig:
     likelihood: str = "dirichlet"  # or "normal": Normal(f_i(x), sigma) per class (Bayes-TrEx's)
     sigma: float = DEFAULT_SIGMA  # the Normal likelihood's standard deviation
     rungs: int = 1  # ensemble only: temperature rungs of replica exchange (1: none); rung beta = 1 is recorded
+    start: str = "prior"  # rwmh and ensemble: "smc" starts the chains at a tempered SMC run's particles (smc's moves)
 
     @property
     def replicas(self) -> int:
@@ -96,6 +104,7 @@ class RunConfig:
         likelihood: str = "dirichlet",
         sigma: float = DEFAULT_SIGMA,
         rungs: int = 1,
+        start: str = "prior",
     ) -> RunConfig:
         """Validate every setting (one-line :class:`UserInputError` for the first bad one), then load
         the world on ``device`` and parse the target against its classes."""
@@ -128,6 +137,14 @@ class RunConfig:
         check_count(rungs, "rungs", 1)
         if rungs > 1 and kernel != "ensemble":
             raise UserInputError(f"rungs (replica exchange) apply to the ensemble kernel only, not {kernel}")
+        if start not in STARTS:
+            raise UserInputError(f"unknown start {start!r}; choose one of {', '.join(STARTS)}")
+        if start != "prior":
+            if kernel not in STARTING_KERNELS:
+                raise UserInputError(
+                    f"start={start!r} applies to the {' and '.join(STARTING_KERNELS)} kernels, not {kernel}"
+                )
+            smc.validate_tempering()
         resolved = resolve_device(device)
         world = load_world(world, device=resolved)
         vector = parse_target(target, world.classes).to(resolved)
@@ -153,6 +170,7 @@ class RunConfig:
             likelihood,
             float(sigma),
             int(rungs),
+            start,
         )
         if kernel == "nuts":
             from pplevelset.infer.nuts import check_differentiable
@@ -178,6 +196,8 @@ class RunConfig:
             out["sigma"] = self.sigma
         if self.kernel == "ensemble":
             out["rungs"] = self.rungs
+        if self.start != "prior":  # the SMC start's tempering settings with it (a prior start records none)
+            out.update(start=self.start, moves=self.smc.moves, target_ess=self.smc.target_ess)
         if self.kernel == "smc":
             out.update(warmup=None, steps=None, **{f.name: getattr(self.smc, f.name) for f in fields(SMCOptions)})
         return out

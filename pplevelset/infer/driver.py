@@ -50,6 +50,7 @@ def sample(
     likelihood: str = "dirichlet",
     sigma: float = DEFAULT_SIGMA,
     rungs: int = 1,
+    start: str = "prior",
 ) -> LevelSetPosterior:
     """Sample the level set ``{z : f(g(z)) ~ target}`` of ``world``.
 
@@ -69,6 +70,10 @@ def sample(
     :param rungs: ensemble only: replica exchange over this many likelihood temperatures (default 1:
         none). Each rung is ``num_particles`` particles, so a step costs ``rungs`` times as much; only
         the ``beta = 1`` rung is recorded. Use 3-4 when R-hat stays above 1.05 on a multi-piece level set.
+    :param start: rwmh and ensemble: where the chains start, ``"prior"`` (default) or ``"smc"``: the
+        particles of one tempered SMC run (``moves`` and ``target_ess`` apply), already on the level
+        set and spread over its pieces, so the warm-up only adapts. Use it at high alpha, where the
+        burn-in check says a population was still climbing.
     :param seed: the only source of randomness (0 .. 2**63 - 1, every bit counts); the caller's
         global RNGs (torch, NumPy, Python) are left as they were.
     :param step_size: rwmh only: the initial proposal scale (default: from the prior's spread).
@@ -104,6 +109,7 @@ def sample(
         likelihood=likelihood,
         sigma=sigma,
         rungs=rungs,
+        start=start,
     )
     folder = resume if resume is not None else checkpoint
     if folder is None:
@@ -231,10 +237,20 @@ def _run_batched(
     generator: torch.Generator,
     checkpoints: Checkpoints | None = None,
 ) -> Draws:
-    """A batched MCMC kernel from prior draws (redrawn where the density is not finite). A resumed
-    run draws them too (the generator's saved state then replaces the one they leave)."""
+    """A batched MCMC kernel from prior draws (redrawn where the density is not finite), or with
+    ``config.start == "smc"`` from a tempered SMC run's particles (:func:`pplevelset.infer.smc.start_positions`).
+    A resumed run draws prior positions whatever its start (the saved state and generator replace them)."""
+    resumed = checkpoints is not None and checkpoints.resume is not None
+    started: dict = {}
     with torch.no_grad():
-        z = initial_positions(density, generator)
-    return run_mcmc(
+        if config.start == "smc" and not resumed:
+            from pplevelset.infer import smc
+
+            z, started = smc.start_positions(density, generator, config.smc, progress=config.progress)
+        else:
+            z = initial_positions(density, generator)
+    draws = run_mcmc(
         algorithm, density, generator, z, config.warmup, config.steps, config.thin, config.progress, checkpoints
     )
+    draws.stats.update(started)
+    return draws

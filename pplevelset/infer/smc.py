@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
@@ -34,7 +34,7 @@ from pplevelset.model import Density, ParticleDensity
 from pplevelset.rng import global_rng_from
 
 if TYPE_CHECKING:
-    from pplevelset.infer.config import RunConfig
+    from pplevelset.infer.config import RunConfig, SMCOptions
 
 BISECTION_STEPS = 50
 SCALE_FACTOR_BOUNDS = (1e-3, 20.0)
@@ -311,6 +311,35 @@ def run_smc(
     # each particle's last MH move is its own population's last
     info = info._replace(last_move=info.last_move._replace(acceptance_prob=last_acceptance))
     return SMCResult(state, info, {name: torch.stack(values, -1) for name, values in stages.items()})
+
+
+def start_positions(
+    density: ParticleDensity,
+    generator: torch.Generator,
+    options: SMCOptions,
+    populations: int = 1,
+    progress: bool = True,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Unconstrained positions for MCMC chains: the particles of a tempered run to beta = 1, each of
+    ``populations`` contiguous blocks (a sweep's targets, a ladder's rungs) its own population, in
+    random order within it (resampling leaves copies side by side, and an ensemble's halves are
+    contiguous), and what to record about the run.
+
+    Why. Chains that start from the prior spend their warm-up finding the level set, and a population
+    can still be climbing toward its better-fitting parts when sampling begins (mnist-vae ``ambiguous``
+    at alpha 100: about 1,000 steps; benchmarks/population.md). Tempering reaches them in a few dozen
+    batched moves and puts particles on each piece in about its share, which independent chains then
+    keep and an ensemble refines; the warm-up that follows still adapts the kernel, and the recorded
+    steps are a valid chain whatever the start.
+    """
+    result = run_smc(
+        density, generator, populations, moves=options.moves, target_ess=options.target_ess, progress=progress
+    )
+    z = result.state.particles.z_unconstrained
+    blocks = z.reshape(populations, -1, z.shape[-1])
+    order = torch.rand(blocks.shape[:2], generator=generator, device=z.device).argsort(-1)
+    shuffled = blocks.gather(1, order.unsqueeze(-1).expand_as(blocks)).reshape(z.shape)
+    return shuffled, {"start_temperatures": int(result.stages["beta"].shape[-1])}
 
 
 def run(config: RunConfig, density: ParticleDensity, generator: torch.Generator) -> Draws:
