@@ -115,8 +115,9 @@ SIZES = {
 }
 
 
-def run_kernel(world, spec, alpha, label, sizes, seed=0) -> tuple[pls.LevelSetPosterior, dict]:
-    settings = CONFIGS[label]
+def run_kernel(world, spec, alpha, label, sizes, seed=0, start="prior") -> tuple[pls.LevelSetPosterior, dict]:
+    """One run of configuration ``label`` from ``start`` (prior draws, or ``"smc"``: warmup_length.py)."""
+    settings = CONFIGS[label] | {"start": start}
     rungs = settings.get("rungs", 1)
     post = pls.sample(
         world,
@@ -203,15 +204,16 @@ def mean_and_error(values: np.ndarray, population: bool = False) -> tuple[np.nda
     return mean, sd / np.sqrt(np.maximum(ess, 1.0))
 
 
-def run_smc(world, spec, alpha, sizes, seed=0) -> pls.LevelSetPosterior:
-    """The shipped worlds' reference: tempered SMC with ``smc_factor`` times the particles."""
+def run_smc(world, spec, alpha, sizes, seed=0, moves=None) -> pls.LevelSetPosterior:
+    """The shipped worlds' reference: tempered SMC with ``smc_factor`` times the particles and
+    ``moves`` MH moves per temperature (default ``SMC_MOVES`` at ``alpha``)."""
     return pls.sample(
         world,
         spec,
         alpha=alpha,
         num_particles=sizes["smc_factor"] * sizes["num_particles"],
         kernel="smc",
-        moves=SMC_MOVES[alpha],
+        moves=moves or SMC_MOVES[alpha],
         seed=seed,
         progress=False,
     )
