@@ -625,8 +625,13 @@ def format_summary(s: dict) -> str:
         else f"{s['warmup']} warm-up + {s['steps']} steps"
     )
     noise = f"Normal likelihood, sigma {s['sigma']:g}" if s.get("likelihood") == "normal" else f"alpha {s['alpha']:g}"
+    kernel = [s["kernel"]]
+    if (s.get("rungs") or 1) > 1:
+        kernel.append(f"{s['rungs']} rungs")
+    if s.get("start") == "smc":
+        kernel.append(f"started from SMC ({s.get('start_temperatures')} temperatures)")
     lines = [
-        f"{s['world']}: target {s['target_spec']} ({target}), {noise}, {s['kernel']}, "
+        f"{s['world']}: target {s['target_spec']} ({target}), {noise}, {', '.join(kernel)}, "
         f"{s['num_particles']} particles, {schedule}, {s['elapsed_s']:.1f} s",
         f"Delta {s['delta']:.4f} over {s['keep']} resampled states; mean prediction {mean}",
         f"confidence in the target's top class: mean {conf['mean']:.3f}, min {conf['min']:.3f}, max {conf['max']:.3f}",

@@ -45,10 +45,11 @@ def test_sample_and_diagnose_end_to_end(tmp_path, capsys):
 def test_an_smc_start_from_the_command_line_is_recorded(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["sample", "toy", "--target", "a=0.6", "--kernel", "ensemble", "--start", "smc", "--moves", "5"]
-    code, _, stderr = run([*argv, "--out", str(out), *SMALL], capsys)
+    code, stdout, stderr = run([*argv, "--out", str(out), *SMALL], capsys)
     assert code == 0, stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["start"] == "smc" and summary["moves"] == 5 and summary["start_temperatures"] >= 1
+    assert f"ensemble, started from SMC ({summary['start_temperatures']} temperatures)" in stdout
 
 
 def test_diagnose_pools_runs_of_one_posterior_and_refuses_others(tmp_path, capsys):
