@@ -115,9 +115,10 @@ SIZES = {
 }
 
 
-def run_kernel(world, spec, alpha, label, sizes, seed=0, start="prior") -> tuple[pls.LevelSetPosterior, dict]:
-    """One run of configuration ``label`` from ``start`` (prior draws, or ``"smc"``: warmup_length.py)."""
-    settings = CONFIGS[label] | {"start": start}
+def run_kernel(world, spec, alpha, label, sizes, seed=0, start=None) -> tuple[pls.LevelSetPosterior, dict]:
+    """One run of configuration ``label``; ``start`` (``"prior"`` or ``"smc"``: warmup_length.py), when
+    given, replaces the configuration's own (prior draws unless it names one)."""
+    settings = CONFIGS[label] | ({"start": start} if start is not None else {})
     rungs = settings.get("rungs", 1)
     post = pls.sample(
         world,
