@@ -29,8 +29,8 @@ from pplevelset.errors import UserInputError
 from pplevelset.infer import rwmh
 from pplevelset.infer.config import DEFAULT_KERNEL, RunConfig, SMCOptions
 from pplevelset.infer.draws import Draws
-from pplevelset.infer.driver import ensemble_algorithm, to_posterior
-from pplevelset.infer.mcmc import initial_positions, run_mcmc
+from pplevelset.infer.driver import chain_start, ensemble_algorithm, to_posterior
+from pplevelset.infer.mcmc import run_mcmc
 from pplevelset.model import DEFAULT_SIGMA, ParticleDensity, level_set_model
 from pplevelset.posterior import LevelSetPosterior
 from pplevelset.rng import generator as seeded_generator
@@ -201,16 +201,7 @@ def _run_kernel(batch: RunConfig, density: ParticleDensity, generator: torch.Gen
 
         return smc.run(batch, density, generator)
     algorithm = ensemble_algorithm(batch, groups) if batch.kernel == "ensemble" else rwmh.algorithm(batch.step_size)
-    started: dict = {}
-    with torch.no_grad():
-        if batch.start == "smc":  # each target's particles in each rung: one population
-            from pplevelset.infer import smc
-
-            z, started = smc.start_positions(
-                density, generator, batch.smc, batch.replicas * groups, progress=batch.progress
-            )
-        else:
-            z = initial_positions(density, generator)
+    z, started = chain_start(batch, density, generator, batch.replicas * groups)  # a population per target and rung
     draws = run_mcmc(algorithm, density, generator, z, batch.warmup, batch.steps, batch.thin, batch.progress)
     draws.stats.update(started)
     return draws

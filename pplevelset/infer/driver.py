@@ -237,20 +237,26 @@ def _run_batched(
     generator: torch.Generator,
     checkpoints: Checkpoints | None = None,
 ) -> Draws:
-    """A batched MCMC kernel from prior draws (redrawn where the density is not finite), or with
-    ``config.start == "smc"`` from a tempered SMC run's particles (:func:`pplevelset.infer.smc.start_positions`).
-    A resumed run draws prior positions whatever its start (the saved state and generator replace them)."""
+    """A batched MCMC kernel from :func:`chain_start`'s positions (prior draws whatever the start
+    when resumed: the saved state and generator replace them)."""
     resumed = checkpoints is not None and checkpoints.resume is not None
-    started: dict = {}
-    with torch.no_grad():
-        if config.start == "smc" and not resumed:
-            from pplevelset.infer import smc
-
-            z, started = smc.start_positions(density, generator, config.smc, progress=config.progress)
-        else:
-            z = initial_positions(density, generator)
+    z, started = chain_start(config, density, generator, prior=resumed)
     draws = run_mcmc(
         algorithm, density, generator, z, config.warmup, config.steps, config.thin, config.progress, checkpoints
     )
     draws.stats.update(started)
     return draws
+
+
+def chain_start(
+    config: RunConfig, density: ParticleDensity, generator: torch.Generator, populations: int = 1, prior: bool = False
+) -> tuple[torch.Tensor, dict]:
+    """Where a batched MCMC run's chains start, and what to record about it: prior draws (redrawn where
+    the density is not finite), or with ``config.start == "smc"`` (unless ``prior``) the particles of a
+    tempered run, ``populations`` contiguous blocks each its own (:func:`pplevelset.infer.smc.start_positions`)."""
+    with torch.no_grad():
+        if config.start == "smc" and not prior:
+            from pplevelset.infer import smc
+
+            return smc.start_positions(density, generator, config.smc, populations, progress=config.progress)
+        return initial_positions(density, generator), {}
