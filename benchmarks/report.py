@@ -333,8 +333,14 @@ def _population(results: dict) -> list[str]:
         f"{sizes['warmup']} warm-up + {sizes['steps']} steps, seed 0, one after the other in one process. "
         "`ensemble, K rungs` is replica exchange (`rungs=K`) with the same N particles in all, N / K per "
         "temperature, so every row scores N particles per step; its R-hat and ESS are over the N / K "
-        "particles at beta = 1. "
-        f"ESS/s counts only where R-hat <= {results['rhat_ok']}"
+        "particles at beta = 1"
+        + (
+            '; `SMC start` starts its chains at one tempered SMC run\'s particles (`start="smc"`, its seconds '
+            "included) instead of prior draws. "
+            if any("SMC start" in row["kernel"] for row in results["exact"])
+            else ". "
+        )
+        + f"ESS/s counts only where R-hat <= {results['rhat_ok']}"
         + (
             " and, for the population kernels, the recorded draws span at least 20 autocorrelation times (tau) of "
             "the population's mean"
@@ -391,6 +397,13 @@ def _population(results: dict) -> list[str]:
         + (
             " and " + ", ".join(f"{m} MH moves per temperature at alpha {_num(a)}" for a, m in moves.items())
             if (moves := {r["alpha"]: r["smc_moves"] for r in results["real"] if "smc_moves" in r})
+            else ""
+        )
+        + (
+            ", pooled over "
+            + ", ".join(f"{s} seeds at alpha {_num(a)}" for a, s in seeds.items())
+            + " (its error the larger of the runs' own and the one their spread implies)"
+            if (seeds := {r["alpha"]: r["smc_seeds"] for r in results["real"] if r.get("smc_seeds", 1) > 1})
             else ""
         )
         + (
