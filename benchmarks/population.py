@@ -1,7 +1,7 @@
 """Population MCMC against independent chains, per target: does each piece get its mass, and do the
 traces say so?
 
-    python benchmarks/population.py            # make bench-population: about 44 minutes on 2 cores
+    python benchmarks/population.py            # make bench-population: about 70 minutes on 2 cores
     python benchmarks/population.py --tiny     # smoke run, about a minute: the numbers mean nothing
 
 Every kernel runs with the library's defaults (N = 1,000 particles, 500 warm-up + 500 steps) in one
@@ -12,8 +12,8 @@ as the command line does (:func:`pplevelset.keep_freed_memory`):
   are 1-D integrals): piece masses from all recorded draws against exact; these runs take seconds,
   so each is repeated three times, the kernels interleaved, and timed by the median;
 - the shipped worlds: the mean prediction over all recorded draws against tempered SMC with four
-  times the particles (and ``SMC_MOVES`` MH moves per temperature), with a Monte Carlo standard
-  error from each side's ESS.
+  times the particles (``SMC_MOVES`` MH moves per temperature, ``SMC_SEEDS`` runs pooled), with a
+  Monte Carlo standard error from each side's ESS (and, for pooled SMC runs, their spread).
 
 ESS per second counts only where R-hat <= 1.05 and, for the population kernels, the recorded draws
 span at least ``TAU_DRAWS`` autocorrelation times of the population's mean; elsewhere the kernel is

@@ -402,7 +402,7 @@ def _population(results: dict) -> list[str]:
         + (
             ", pooled over "
             + ", ".join(f"{s} seeds at alpha {_num(a)}" for a, s in seeds.items())
-            + " (its error the larger of the runs' own and the one their spread implies)"
+            + ", its error there the larger of the runs' own and the one their spread implies"
             if (seeds := {r["alpha"]: r["smc_seeds"] for r in results["real"] if r.get("smc_seeds", 1) > 1})
             else ""
         )
