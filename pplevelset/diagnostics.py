@@ -124,6 +124,9 @@ def run_warnings(
             advice = f"add replica exchange (--rungs {advised}), which frees particles stuck on small pieces"
         elif rungs < advised:
             advice = f"use {advised} rungs (--rungs {advised}): at alpha {alpha:g} two can leave whole pieces unvisited"
+        elif alpha is not None and alpha >= HIGH_ALPHA:  # at alpha 100 4 rungs took 375-625 steps to settle
+            longer = max(1000, 2 * (warmup or 0))
+            advice = f"warm up longer from an SMC start (--warmup {longer} --start smc), or add rungs"
         else:
             advice = "add rungs (--rungs) or particles"
         found.append(

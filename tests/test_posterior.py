@@ -156,6 +156,8 @@ def test_high_rhat_advice_follows_the_kernel_the_rungs_and_alpha():
     assert "--rungs 4)" in advice("ensemble", alpha=100.0)
     assert "use 4 rungs" in advice("ensemble", rungs=2, alpha=100.0)
     assert "add rungs" in advice("ensemble", rungs=2) and "add rungs" in advice("ensemble", rungs=4, alpha=100.0)
+    assert "--warmup 1000 --start smc" in advice("ensemble", rungs=4, alpha=100.0)
+    assert "--warmup" not in advice("ensemble", rungs=2) and "--warmup" not in advice("ensemble", rungs=4)
     assert run_warnings("ensemble", 0.3, 1.05, 500, 2, 100.0) == []
 
 
