@@ -95,8 +95,10 @@ def run_warnings(
     alpha: float | None = None,
     tau_population: float | None = None,
     draws: int | None = None,
+    start: str = "prior",
 ) -> list[str]:
-    """What a careful reader of the diagnostics would point out, in plain sentences."""
+    """What a careful reader of the diagnostics would point out, in plain sentences (``start``: where
+    the chains started, so the advice offers an SMC start only to runs that did not have one)."""
     found = []
     if tau_population is not None and draws is not None and draws < TAU_DRAWS * tau_population:
         found.append(
@@ -125,8 +127,8 @@ def run_warnings(
         elif rungs < advised:
             advice = f"use {advised} rungs (--rungs {advised}): at alpha {alpha:g} two can leave whole pieces unvisited"
         elif alpha is not None and alpha >= HIGH_ALPHA:  # at alpha 100 4 rungs took 375-625 steps to settle
-            longer = max(1000, 2 * (warmup or 0))
-            advice = f"warm up longer from an SMC start (--warmup {longer} --start smc), or add rungs"
+            longer = f"--warmup {max(1000, 2 * (warmup or 0))}" + ("" if start == "smc" else " --start smc")
+            advice = f"warm up longer ({longer}), or add rungs"
         else:
             advice = "add rungs (--rungs) or particles"
         found.append(
@@ -146,15 +148,17 @@ class BurnInVerdict:
     message: str
 
 
-def burn_in_check(log_likelihood: np.ndarray, warmup: int, kernel: str | None = None) -> BurnInVerdict:
+def burn_in_check(
+    log_likelihood: np.ndarray, warmup: int, kernel: str | None = None, start: str = "prior"
+) -> BurnInVerdict:
     """Compare each chain's mean log-likelihood early in sampling with its last half.
 
     With N independent chains the per-chain differences ``d_i`` are independent, so
     ``mean(d) / (sd(d) / sqrt(N))`` is a z-score with no autocorrelation correction needed (a
     Geweke test over the ensemble). Chains still climbing toward the level set show a large
     negative drift. A single chain falls back to batch means. ``log_likelihood`` is ``(N, T)``,
-    the post-warm-up trace; ``kernel`` names what the advice may offer (an SMC start for the batched
-    MCMC kernels).
+    the post-warm-up trace; ``kernel`` and ``start`` say what the advice may offer (an SMC start for
+    the batched MCMC kernels, unless the chains had one).
     """
     values = np.asarray(log_likelihood, dtype=np.float64)
     num_chains, num_draws = values.shape
@@ -187,7 +191,7 @@ def burn_in_check(log_likelihood: np.ndarray, warmup: int, kernel: str | None = 
             f"increase the warm-up (try warmup={max(2 * warmup, 200)}, --warmup on the command line)"
             + (
                 ", or start the chains at a tempered SMC run's particles (start='smc', --start smc)"
-                if kernel in ("rwmh", "ensemble")
+                if kernel in ("rwmh", "ensemble") and start == "prior"
                 else ""
             )
         )

@@ -128,7 +128,10 @@ class LevelSetPosterior:
         if self.chains == "populations":
             return BurnInVerdict(True, math.nan, math.nan, "no burn-in to check: SMC tempers from the prior")
         return burn_in_check(
-            traces["log_likelihood"].numpy(), self.settings.get("warmup", 0), self.settings.get("kernel")
+            traces["log_likelihood"].numpy(),
+            self.settings.get("warmup", 0),
+            self.settings.get("kernel"),
+            self.settings.get("start", "prior"),
         )
 
     def convergence(self) -> dict[str, float]:
@@ -191,6 +194,7 @@ class LevelSetPosterior:
                 self.settings.get("alpha"),
                 out.get("tau_population_max"),
                 self.traces["z"].shape[1],
+                self.settings.get("start", "prior"),
             )
         out.update(self.stats)
         out["versions"] = _versions()

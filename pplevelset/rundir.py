@@ -522,6 +522,7 @@ def diagnose_run(run_dir, run: tuple[Any, az.InferenceData] | None = None) -> st
                 traces["log_likelihood"],
                 int(idata.posterior.attrs.get("warmup") or 0),
                 idata.posterior.attrs.get("kernel"),
+                idata.posterior.attrs.get("start", "prior"),
             )
             trace = trace_figure(traces, warmup, verdict, thin=int(idata.posterior.attrs.get("thin", 1)))
         few = idata.posterior[["z"]].isel(chain=slice(0, 8))

@@ -119,6 +119,7 @@ def test_burn_in_check_flags_drift_and_passes_stationary_chains():
     # the batched MCMC kernels can also start from SMC's particles; the advice says so for them only
     assert "--start smc" in burn_in_check(climbing, warmup=100, kernel="ensemble").message
     assert "--start smc" not in burn_in_check(climbing, warmup=100, kernel="nuts").message
+    assert "--start smc" not in burn_in_check(climbing, warmup=100, kernel="ensemble", start="smc").message
     one_chain = rng.normal(size=(1, 400)) + np.minimum(0, np.arange(400) - 100)[None, :] * 0.1
     assert not burn_in_check(one_chain, warmup=50).ok  # one chain: batch means see a climb this large
     assert burn_in_check(rng.normal(size=(1, 400)), warmup=50).ok
@@ -157,6 +158,8 @@ def test_high_rhat_advice_follows_the_kernel_the_rungs_and_alpha():
     assert "use 4 rungs" in advice("ensemble", rungs=2, alpha=100.0)
     assert "add rungs" in advice("ensemble", rungs=2) and "add rungs" in advice("ensemble", rungs=4, alpha=100.0)
     assert "--warmup 1000 --start smc" in advice("ensemble", rungs=4, alpha=100.0)
+    (had_one,) = run_warnings("ensemble", 0.3, 1.3, 500, 4, 100.0, start="smc")
+    assert "--warmup 1000)" in had_one and "--start smc" not in had_one  # not offered twice
     assert "--warmup" not in advice("ensemble", rungs=2) and "--warmup" not in advice("ensemble", rungs=4)
     assert run_warnings("ensemble", 0.3, 1.05, 500, 2, 100.0) == []
 

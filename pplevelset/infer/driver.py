@@ -72,8 +72,9 @@ def sample(
         the ``beta = 1`` rung is recorded. Use 3-4 when R-hat stays above 1.05 on a multi-piece level set.
     :param start: rwmh and ensemble: where the chains start, ``"prior"`` (default) or ``"smc"``: the
         particles of one tempered SMC run (``moves`` and ``target_ess`` apply), already on the level
-        set and spread over its pieces, so the warm-up only adapts. Use it at high alpha, where the
-        burn-in check says a population was still climbing.
+        set and spread over its pieces, so the warm-up need not find it. Use it at high alpha, where the
+        burn-in check says a population was still climbing; there the warm-up may still have to settle
+        into the level set's best-fitting part (give it 1,000 steps: README, "Which kernel when").
     :param seed: the only source of randomness (0 .. 2**63 - 1, every bit counts); the caller's
         global RNGs (torch, NumPy, Python) are left as they were.
     :param step_size: rwmh only: the initial proposal scale (default: from the prior's spread).
